@@ -1,0 +1,1 @@
+"""The ``meanfield`` command line: thin Click commands over the ``meanfield`` library."""

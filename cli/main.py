@@ -1,0 +1,38 @@
+"""Entry point of the ``meanfield`` command.
+
+Commands are imported lazily, when invoked, so that ``meanfield derive`` does not pay for
+importing numba or h5py and ``meanfield --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of the click command
+COMMANDS = {
+    "derive": "cli.derive:derive",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meanfield", prog_name="meanfield")
+def main() -> None:
+    """Mean-field theory and finite-width simulation of two-layer networks.
+
+    Derive closed forms, integrate the mean-field theory of hinge-loss training,
+    simulate finite networks, and compare theory with simulation.
+    """
