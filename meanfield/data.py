@@ -1,0 +1,162 @@
+"""Seeded datasets for the particle simulator (DESIGN.md, section 2).
+
+Data laws (teacher ``w* = e_1``, so ``x_par = x[0]`` and ``x_perp = x[1:]``):
+
+- ``gaussian``: ``x ~ N(0, I_d)``;
+- ``sphere``: ``x`` uniform on the sphere of radius ``sqrt(d)`` (``x = sqrt(d) g / |g|``,
+  ``g ~ N(0, I_d)``).
+
+Labels ``y = sign(x_par)`` (``+1`` at ``x_par = 0``, an event of probability zero). Options:
+
+- ``margin`` (``kappa``): examples with ``|x_par| < margin`` are dropped and replaced by new
+  draws until ``n`` are kept, for every set (training, held-out, online), since the margin
+  defines the data law;
+- ``label_noise`` (``p``): each *training* label (fixed training set and online examples) is
+  flipped with probability ``p``; held-out labels stay clean, so the held-out errors measure
+  agreement with the teacher.
+
+Randomness: one :class:`numpy.random.SeedSequence` per run seed, spawned into independent
+streams (:func:`streams`) for the initial weights, the training set, the held-out set, the
+mini-batch indices and the online examples. Samples are drawn in float64 and then cast, so a
+float32 run sees the float64 run's data rounded to float32. Arrays are C-contiguous.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from meanfield.config import Config, ConfigError
+
+STREAMS = ("init", "train", "test", "batch", "online")
+# below this acceptance probability the margin rejection loop would never end in practice
+_MIN_ACCEPTANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """``X`` (``n x d``, C-contiguous, run dtype), labels ``y`` (``+-1``, run dtype) and the
+    teacher projection ``x_par = X[:, 0]`` in float64 (the value before the cast)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    x_par: np.ndarray
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+
+def streams(seed: int) -> dict[str, np.random.Generator]:
+    """Independent generators ``init``, ``train``, ``test``, ``batch``, ``online`` of a seed.
+
+    ``SeedSequence(seed).spawn(5)`` in the fixed order of :data:`STREAMS`, each wrapped in a
+    PCG64 :class:`numpy.random.Generator`.
+    """
+    children = np.random.SeedSequence(seed).spawn(len(STREAMS))
+    pairs = zip(STREAMS, children, strict=True)
+    return {name: np.random.Generator(np.random.PCG64(s)) for name, s in pairs}
+
+
+def _acceptance(margin: float) -> float:
+    """``P(|x_par| >= margin)`` for a standard normal ``x_par`` (also a good estimate on the
+    sphere, whose ``x_par`` tends to it as ``d`` grows)."""
+    return math.erfc(margin / math.sqrt(2.0))
+
+
+def _draw_rows(rng: np.random.Generator, n: int, d: int, law: str) -> np.ndarray:
+    g = rng.standard_normal((n, d))
+    if law == "sphere":
+        g *= math.sqrt(d) / np.linalg.norm(g, axis=1, keepdims=True)
+    return g
+
+
+def sample_inputs(
+    rng: np.random.Generator, n: int, d: int, law: str = "gaussian", margin: float = 0.0
+) -> np.ndarray:
+    """``n`` inputs (float64, ``n x d``) of the data law, with ``|x_par| >= margin``.
+
+    Rejected rows are replaced by fresh draws, in rounds sized by the expected acceptance, so
+    the result is a deterministic function of the generator state.
+    """
+    if law not in ("gaussian", "sphere"):
+        raise ConfigError(f"data must be one of gaussian, sphere; got {law!r}")
+    if margin <= 0:
+        return _draw_rows(rng, n, d, law)
+    accept = _acceptance(margin)
+    if accept < _MIN_ACCEPTANCE:
+        raise ConfigError(
+            f"margin must keep a fraction >= {_MIN_ACCEPTANCE:g} of the examples; "
+            f"margin={margin} keeps {accept:.3g}"
+        )
+    kept: list[np.ndarray] = []
+    have = 0
+    while have < n:
+        need = n - have
+        rows = _draw_rows(rng, math.ceil(1.1 * need / accept) + 16, d, law)
+        rows = rows[np.abs(rows[:, 0]) >= margin][:need]
+        kept.append(rows)
+        have += rows.shape[0]
+    return np.concatenate(kept) if len(kept) > 1 else kept[0]
+
+
+def make_dataset(
+    rng: np.random.Generator,
+    n: int,
+    d: int,
+    *,
+    law: str = "gaussian",
+    margin: float = 0.0,
+    label_noise: float = 0.0,
+    dtype: str | np.dtype = "float64",
+) -> Dataset:
+    """``n`` labelled examples: inputs by :func:`sample_inputs`, then (only if
+    ``label_noise > 0``) one uniform per example from the same generator to flip labels."""
+    X64 = sample_inputs(rng, n, d, law, margin)
+    x_par = np.ascontiguousarray(X64[:, 0])
+    y = np.where(x_par >= 0, 1.0, -1.0)
+    if label_noise > 0:
+        flip = rng.random(n) < label_noise
+        y[flip] = -y[flip]
+    X = np.ascontiguousarray(X64, dtype=dtype)
+    return Dataset(X=X, y=y.astype(dtype), x_par=x_par)
+
+
+def training_set(config: Config, rng: np.random.Generator) -> Dataset:
+    """The fixed training set: ``N`` examples, label noise applied."""
+    return make_dataset(
+        rng, config.N, config.d, law=config.data, margin=config.margin,
+        label_noise=config.label_noise, dtype=config.dtype,
+    )
+
+
+def held_out_set(config: Config, rng: np.random.Generator) -> Dataset:
+    """The held-out set: ``n_test`` examples with clean labels."""
+    return make_dataset(
+        rng, config.n_test, config.d, law=config.data, margin=config.margin,
+        label_noise=0.0, dtype=config.dtype,
+    )
+
+
+def online_examples(config: Config, rng: np.random.Generator, n: int) -> Dataset:
+    """``n`` fresh training examples (online learning), label noise applied."""
+    return make_dataset(
+        rng, n, config.d, law=config.data, margin=config.margin,
+        label_noise=config.label_noise, dtype=config.dtype,
+    )
+
+
+def initial_weights(
+    config: Config, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``a ~ N(0, sa^2)`` (length ``M``) and ``W ~ N(0, sw^2)`` (``M x d``, C-contiguous),
+    drawn in float64 (``a`` first) and cast to the run dtype."""
+    a = config.sa * rng.standard_normal(config.M)
+    W = config.sw * rng.standard_normal((config.M, config.d))
+    return a.astype(config.dtype), np.ascontiguousarray(W, dtype=config.dtype)
+
+
+def batch_indices(rng: np.random.Generator, n: int, batch: int) -> np.ndarray:
+    """``batch`` distinct indices in ``[0, n)`` (sampled without replacement), sorted."""
+    return np.sort(rng.choice(n, size=batch, replace=False))
