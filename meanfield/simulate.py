@@ -329,17 +329,19 @@ def simulate(
         loss, _ = dense_velocity(batch.X, batch.y, a_, W_, params, out_a, out_W)
         return loss, len(batch)
 
-    def measure(n: int, loss_full: float | None, evaluated: int) -> None:
+    def measure(n: int, train: tuple[float, float] | None, evaluated: int) -> None:
+        """Record the state at step ``n``; ``train`` = (loss, unsatisfied fraction) of the
+        training set when the step already computed them (full batch)."""
         r = state.rec
         s, nd = state.series, state.nodes
         t = times[n]
-        if loss_full is None:  # training set not driven: one dense pass measures it
+        if train is None:  # training set not driven: one dense pass measures it
             loss_full, _ = stepper.velocity(a, W, scratch_a, scratch_W)
             new = stepper.satisfied & ~sat_seen
             state.t_sat[new] = t
             sat_seen[new] = True
-        s["train_error"][r] = 1.0 - stepper.satisfied.mean()
-        s["loss"][r] = loss_full
+            train = (loss_full, 1.0 - stepper.satisfied.mean())
+        s["loss"][r], s["train_error"][r] = train
         if config.n_test > 0:
             f_test = stepper.outputs(a, W, test.X)
             ok = test.y.astype(np.float64) * f_test >= config.h
@@ -389,10 +391,12 @@ def simulate(
                 idx = _data.batch_indices(rngs["batch"], config.N, config.batch)
                 batch = _data.Dataset(train.X[idx], train.y[idx], train.x_par[idx])
             loss, evaluated = velocity(a, W, va1, vW1, batch)
-            if full_batch:
+            train_now = None
+            if full_batch:  # the stepper's status is exact at theta_n (until the next call)
                 new = stepper.satisfied & ~sat_seen
                 state.t_sat[new] = times[n]
                 sat_seen[new] = True
+                train_now = (loss, 1.0 - stepper.satisfied.mean())
             last = n == K
             if heun and not last:
                 step = dtype.type(beta * (times[n + 1] - times[n]))
@@ -404,7 +408,7 @@ def simulate(
                 evaluated += ev2
             state.evaluated_total += evaluated
             if state.rec < n_rec and record[state.rec] == n:
-                measure(n, loss if full_batch else None, evaluated)
+                measure(n, train_now, evaluated)
             if last:
                 break
             step = dtype.type(beta * (times[n + 1] - times[n]))
