@@ -13,6 +13,8 @@ import click
 # name -> "module:attribute" of the click command
 COMMANDS = {
     "derive": "cli.derive:derive",
+    "compare": "cli.compare:compare",
+    "reproduce": "cli.reproduce:reproduce",
 }
 
 

@@ -1,0 +1,808 @@
+"""Theory against simulation: metrics, tolerances, verdicts.
+
+A simulation file (``meanfield simulate``) is compared with the mean-field theory of
+Pellegrini & Biroli (``meanfield theory``), either read from a theory file or computed for the
+simulation's own configuration. Everything is put on the simulation's record grid ``t``.
+
+Two versions of the theory are used:
+
+- the *flow*: ``gamma(t)`` of the gradient flow ``d theta/dt = -beta M dL/dtheta`` with the
+  population moments of the initialisation (``<a0^2> = sa^2``, ``<w0^2> = sw^2``,
+  ``<a0 w0> = 0``);
+- the *schedule* theory: the same equations pushed through the simulation's own explicit-Euler
+  step schedule and its own initial sample moments (``meanfield.theory.compute_on_schedule``).
+  It is the exact large-``M``, large-``N`` limit of that simulation, so the distance
+  "simulation - schedule theory" carries no time-step error and no finite-sample error of the
+  initial moments; the distance "schedule theory - flow" is exactly those two effects.
+
+Verdicts are taken against the schedule theory when it can be computed (a ReLU hinge theory),
+else against the flow. Metrics (all dimensionless):
+
+- ``gamma``, ``S``, ``train_error``, ``loss``: ``max_t |sim(t) - th(t)| / |th(t)|`` over the
+  comparison window (below);
+- ``a``, ``w_par``: relative RMS distance of the recorded nodes from the closed form
+  ``a_i(t) = a_i(0) cosh gamma + w_par_i(0) sinh gamma``,
+  ``w_par_i(t) = w_par_i(0) cosh gamma + a_i(0) sinh gamma`` with the theory's ``gamma``:
+  ``sqrt(sum_{t,i} (sim - th)^2 / sum_{t,i} th^2)``;
+- ``slope``: the local slope ``d gamma / d log t`` (centred differences on the simulation grid,
+  the same operator for both curves) as relative RMS distance
+  ``sqrt(sum (s_sim - s_th)^2 / sum s_th^2)``;
+- ``x_par``: each example first satisfied at ``t_sat`` should have ``|x_par| = X(gamma(t_sat))``
+  (``X = h / S`` the edge of the unsatisfied set) up to the finite-``M`` spread of ``f``:
+  the metric is the fraction of examples outside the band
+  ``[(h - k sigma_f) / S, (h + k sigma_f) / S]`` (``k = BAND_K``) at ``t_sat``.
+
+The comparison window is ``0 < t`` up to the first time the theory stops being applicable:
+the theory's finite-``N`` validity indicator (ratio of the drive orthogonal to ``w*`` to the
+parallel drive) exceeds ``VALIDITY_MAX``, or fewer than ``MIN_UNSATISFIED`` training examples
+are predicted unsatisfied (``N * train_error``), where the counting noise of the unsatisfied set
+dominates. Later times are still reported (where the simulation leaves the theory and why), but
+do not count in the verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from meanfield.config import Config, from_json
+from meanfield.io import (
+    atomic_h5,
+    open_meanfield,
+    provenance,
+    read_config_json,
+    set_attrs,
+    write_coordinate,
+    write_variable,
+)
+
+#: training-error levels at which the comparison is also reported
+CHECKPOINT_LEVELS = (0.9, 0.7, 0.5, 0.3, 0.2, 0.1)
+#: half-width of the finite-M band, in standard deviations of f
+BAND_K = 3.0
+#: the theory is applicable while its validity indicator stays below this
+VALIDITY_MAX = 0.1
+#: below this many predicted unsatisfied examples the unsatisfied set is counting noise
+MIN_UNSATISFIED = 100
+#: config fields the hinge theory depends on (a difference in one of them changes its numbers)
+THEORY_FIELDS = (
+    "d", "h", "alpha", "beta", "sa", "sw", "activation", "loss", "data", "label_noise", "margin",
+)
+CURVES = ("gamma", "S", "train_error", "loss")
+
+
+class CompareWarning(UserWarning):
+    """The theory was made for other parameters than the simulation."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """What the comparison needs from a simulation file (dimension names in brackets)."""
+
+    path: str
+    config: Config
+    t: np.ndarray  # [t] record times (mean-field time)
+    gamma: np.ndarray  # [t]
+    S: np.ndarray  # [t] slope of f against x_par
+    train_error: np.ndarray  # [t] unsatisfied fraction of the training set
+    loss: np.ndarray  # [t]
+    test_error: np.ndarray | None  # [t] held-out unsatisfied fraction
+    a: np.ndarray  # [t, node]
+    w_par: np.ndarray  # [t, node]
+    a0: np.ndarray  # [node] initial values
+    w_par0: np.ndarray  # [node]
+    t_sat: np.ndarray  # [example] first satisfaction time (not finite: never satisfied)
+    x_par: np.ndarray  # [example]
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Theory curves on a time grid (``validity`` and ``f_spread`` may be absent)."""
+
+    label: str
+    t: np.ndarray
+    gamma: np.ndarray
+    S: np.ndarray
+    X: np.ndarray
+    train_error: np.ndarray
+    loss: np.ndarray
+    validity: np.ndarray | None = None
+    f_spread: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Theory:
+    """A theory: its configuration, its curves, the asymptote ``gamma -> log(t)/4 + c``."""
+
+    config: Config
+    curves: Curves
+    asymptote_c: float
+    source: str  # a file path, or "computed"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One compared quantity: values against the flow and the schedule theory, a tolerance
+    with its reason, and the verdict (``agree``, ``disagree`` or ``n/a``)."""
+
+    name: str
+    value: float | None  # against the theory that decides the verdict
+    value_flow: float | None
+    value_schedule: float | None
+    schedule_effect: float | None  # same measure between flow and schedule theory
+    tolerance: float
+    reason: str
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "value_flow": self.value_flow,
+            "value_schedule": self.value_schedule,
+            "schedule_effect": self.schedule_effect,
+            "tolerance": self.tolerance,
+            "reason": self.reason,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The result of :func:`compare`; every array is on the simulation grid ``sim.t``."""
+
+    sim: Simulation
+    theory: Theory
+    flow: Curves  # theory (flow) on sim.t
+    schedule: Curves | None  # theory pushed through the simulation's schedule, on sim.t
+    window: np.ndarray  # [t] bool, times that count in the verdict
+    metrics: dict[str, Metric]
+    checkpoints: list[dict[str, Any]]
+    limits: list[str]  # where and why the theory stops holding
+    differing: dict[str, tuple[Any, Any]]  # theory field -> (simulation value, theory value)
+    a_theory: np.ndarray  # [t, node]
+    w_par_theory: np.ndarray  # [t, node]
+    band: tuple[np.ndarray, np.ndarray]  # [t] edges of the |x_par| band at t_sat = t
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reference(self) -> Curves:
+        """The theory that decides the verdicts."""
+        return self.schedule if self.schedule is not None else self.flow
+
+    @property
+    def verdict(self) -> str:
+        decided = [m.verdict for m in self.metrics.values() if m.verdict != "n/a"]
+        return "agree" if decided and all(v == "agree" for v in decided) else "disagree"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read(f, name: str) -> np.ndarray:
+    return np.asarray(f[name][()], dtype=np.float64)
+
+
+def read_simulation(path: str | Path) -> Simulation:
+    """Read a ``meanfield simulate`` file (raises ``NotMeanfieldFile`` for anything else)."""
+    with open_meanfield(path, "simulation") as f:
+        config = from_json(read_config_json(f))
+        a = _read(f, "a")
+        w_par = _read(f, "w_par")
+        return Simulation(
+            path=str(path),
+            config=config,
+            t=_read(f, "t"),
+            gamma=_read(f, "gamma"),
+            S=_read(f, "S"),
+            train_error=_read(f, "train_error"),
+            loss=_read(f, "loss"),
+            test_error=_read(f, "test_error") if "test_error" in f else None,
+            a=a,
+            w_par=w_par,
+            a0=_read(f, "a0") if "a0" in f else a[0],
+            w_par0=_read(f, "w_par0") if "w_par0" in f else w_par[0],
+            t_sat=_read(f, "t_sat"),
+            x_par=_read(f, "x_par"),
+        )
+
+
+def read_theory(path: str | Path) -> Theory:
+    """Read a ``meanfield theory`` file."""
+    with open_meanfield(path, "theory") as f:
+        curves = Curves(
+            label="theory file",
+            t=_read(f, "t"),
+            gamma=_read(f, "gamma"),
+            S=_read(f, "S"),
+            X=_read(f, "X"),
+            train_error=_read(f, "train_error"),
+            loss=_read(f, "loss"),
+            validity=_read(f, "validity") if "validity" in f else None,
+            f_spread=_read(f, "f_spread") if "f_spread" in f else None,
+        )
+        return Theory(
+            config=from_json(read_config_json(f)),
+            curves=curves,
+            asymptote_c=float(f.attrs["asymptote_c"]),
+            source=str(path),
+        )
+
+
+def _curves_from_result(result: Any, label: str) -> Curves:
+    """Curves from a ``meanfield.theory.TheoryResult``."""
+
+    def get(name: str) -> np.ndarray | None:
+        value = getattr(result, name, None)
+        return None if value is None else np.asarray(value, dtype=np.float64)
+
+    return Curves(
+        label=label,
+        t=get("t"),
+        gamma=get("gamma"),
+        S=get("S"),
+        X=get("X"),
+        train_error=get("train_error"),
+        loss=get("loss"),
+        validity=get("validity"),
+        f_spread=get("f_spread"),
+    )
+
+
+def compute_theory(config: Config, times: np.ndarray) -> Theory:
+    """The flow theory for ``config`` at ``times`` (``meanfield.theory.compute``)."""
+    from meanfield import theory
+
+    result = theory.compute(config, times=np.asarray(times, dtype=np.float64))
+    return Theory(
+        config=config,
+        curves=_curves_from_result(result, "flow"),
+        asymptote_c=float(result.asymptote_c),
+        source="computed",
+    )
+
+
+def initial_moments(a0: np.ndarray, w_par0: np.ndarray) -> dict[str, float]:
+    """Sample moments of the initial nodes: ``<a0^2>``, ``<w0^2>``, ``<a0 w0>`` (means over
+    nodes; ``w0`` is the component along ``w*``)."""
+    return {
+        "a2": float(np.mean(a0 * a0)),
+        "w2": float(np.mean(w_par0 * w_par0)),
+        "aw": float(np.mean(a0 * w_par0)),
+    }
+
+
+def schedule_theory(config: Config, sim: Simulation) -> Curves:
+    """The theory for ``config`` pushed through the simulation's Euler step schedule and its
+    initial sample moments, sampled at the simulation's record times."""
+    from meanfield import theory
+    from meanfield.schedule import schedule
+
+    steps, record = schedule(sim.config)
+    result = theory.compute_on_schedule(
+        config, steps, init_moments=initial_moments(sim.a0, sim.w_par0)
+    )
+    curves = _curves_from_result(result, "schedule")
+    if len(curves.t) != len(sim.t):  # the result is on every step: keep the record times
+        curves = _take(curves, record)
+    return curves
+
+
+def _take(curves: Curves, index: np.ndarray) -> Curves:
+    def pick(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None or x.ndim == 0 else x[index]
+
+    return replace(
+        curves,
+        **{k: pick(getattr(curves, k)) for k in
+           ("t", "gamma", "S", "X", "train_error", "loss", "validity", "f_spread")},
+    )
+
+
+def _warp(t: np.ndarray, t1: float) -> np.ndarray:
+    """``asinh(t / t1)``: linear near 0, ``log t`` at large t; the interpolation variable of
+    log-spaced grids that include ``t = 0``."""
+    return np.arcsinh(np.asarray(t, dtype=np.float64) / t1)
+
+
+def resample(curves: Curves, t: np.ndarray) -> Curves:
+    """``curves`` linearly interpolated in ``asinh(t / t_1)`` onto ``t`` (``t_1`` the first
+    positive time of ``curves``). Times outside the curves' range get NaN."""
+    positive = curves.t[curves.t > 0]
+    t1 = float(positive[0]) if positive.size else 1.0
+    src, dst = _warp(curves.t, t1), _warp(t, t1)
+
+    def interp(y: np.ndarray | None) -> np.ndarray | None:
+        if y is None or y.shape != curves.t.shape:
+            return None
+        return np.interp(dst, src, y, left=np.nan, right=np.nan)
+
+    return Curves(
+        label=curves.label,
+        t=np.asarray(t, dtype=np.float64),
+        gamma=interp(curves.gamma),
+        S=interp(curves.S),
+        X=interp(curves.X),
+        train_error=interp(curves.train_error),
+        loss=interp(curves.loss),
+        validity=interp(curves.validity),
+        f_spread=interp(curves.f_spread),
+    )
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def initial_rate(curves: Curves) -> float:
+    """The theory's initial rate ``dgamma/dt`` at ``t = 0``, as ``gamma(t_1) / t_1`` at the
+    first positive time of its own grid (``gamma`` is smooth with ``gamma(0) = 0``, so the
+    error is ``O(t_1)`` relative)."""
+    i = int(np.argmax(curves.t > 0))
+    return float(curves.gamma[i] / curves.t[i])
+
+
+def node_trajectories(a0: np.ndarray, w0: np.ndarray, gamma: np.ndarray):
+    """Closed-form ReLU trajectories ``(a, w_par)`` of shape ``[t, node]``
+    (``meanfield.theory.node_trajectories``)."""
+    from meanfield import theory
+
+    return theory.node_trajectories(np.asarray(a0), np.asarray(w0), np.asarray(gamma))
+
+
+def max_relative_error(sim: np.ndarray, th: np.ndarray, mask: np.ndarray) -> float | None:
+    """``max |sim - th| / |th|`` over ``mask`` (None when the mask is empty)."""
+    ok = mask & np.isfinite(sim) & np.isfinite(th) & (th != 0)
+    if not ok.any():
+        return None
+    return float(np.max(np.abs(sim[ok] - th[ok]) / np.abs(th[ok])))
+
+
+def relative_rms(sim: np.ndarray, th: np.ndarray, mask: np.ndarray) -> float | None:
+    """``sqrt(sum (sim - th)^2 / sum th^2)`` over the rows (times) in ``mask``."""
+    sim, th = np.asarray(sim)[mask], np.asarray(th)[mask]
+    ok = np.isfinite(sim) & np.isfinite(th)
+    den = float(np.sum(th[ok] ** 2))
+    if not ok.any() or den == 0:
+        return None
+    return float(math.sqrt(np.sum((sim[ok] - th[ok]) ** 2) / den))
+
+
+def log_slope(t: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``dy / d log t`` by centred (second-order, non-uniform) differences over the positive
+    times; NaN at ``t <= 0``."""
+    out = np.full(len(t), np.nan)
+    pos = t > 0
+    if pos.sum() >= 3:
+        out[pos] = np.gradient(y[pos], np.log(t[pos]))
+    return out
+
+
+def band_edges(curves: Curves, h: float, k: float = BAND_K) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of the ``|x_par|`` band at satisfaction: an example is first satisfied when
+    ``S |x_par| + eta = h`` with ``eta`` the finite-``M`` fluctuation of ``f`` (standard
+    deviation ``f_spread``), so ``|x_par|`` lies in ``[(h - k f_spread)/S, (h + k f_spread)/S]``.
+    Without ``f_spread`` the band is the line ``X``."""
+    spread = curves.f_spread if curves.f_spread is not None else np.zeros_like(curves.S)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = np.where(curves.S > 0, np.maximum(h - k * spread, 0.0) / curves.S, np.inf)
+        hi = np.where(curves.S > 0, (h + k * spread) / curves.S, np.inf)
+    return lo, hi
+
+
+def fraction_outside_band(
+    sim: Simulation, curves: Curves, h: float, window: np.ndarray
+) -> tuple[float | None, int]:
+    """Fraction of the examples first satisfied inside the window whose ``|x_par|`` is outside
+    the band at their ``t_sat`` (band edges interpolated in ``asinh t``); and their number."""
+    t_in = sim.t[window]
+    if t_in.size == 0:
+        return None, 0
+    sat = np.isfinite(sim.t_sat) & (sim.t_sat > 0) & (sim.t_sat <= t_in.max())
+    if not sat.any():
+        return None, 0
+    lo, hi = band_edges(curves, h)
+    t1 = float(sim.t[sim.t > 0][0])
+    u, us = _warp(sim.t, t1), _warp(sim.t_sat[sat], t1)
+    ok_lo, ok_hi = np.isfinite(lo), np.isfinite(hi)
+    if ok_hi.sum() < 2:
+        return None, 0
+    lo_at = np.interp(us, u[ok_lo], lo[ok_lo])
+    hi_at = np.interp(us, u[ok_hi], hi[ok_hi])
+    x = np.abs(sim.x_par[sat])
+    outside = (x < lo_at) | (x > hi_at)
+    return float(np.mean(outside)), int(sat.sum())
+
+
+def x_par_bins(
+    sim: Simulation, curves: Curves, n_bins: int = 12
+) -> dict[str, np.ndarray]:
+    """``|x_par|`` of the satisfied examples binned in ``log t_sat``: bin centres (geometric),
+    median and quartiles of ``|x_par|``, counts, and the theory's ``X`` at the centres."""
+    sat = np.isfinite(sim.t_sat) & (sim.t_sat > 0)
+    empty = np.zeros(0)
+    if sat.sum() < 2:
+        return {k: empty for k in ("t_sat", "median", "q25", "q75", "count", "X")}
+    ts, x = sim.t_sat[sat], np.abs(sim.x_par[sat])
+    edges = np.geomspace(ts.min(), ts.max() * (1 + 1e-12), n_bins + 1)
+    which = np.clip(np.searchsorted(edges, ts, side="right") - 1, 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        xb = x[which == b]
+        if xb.size:
+            q25, med, q75 = np.percentile(xb, [25, 50, 75])
+            rows.append((math.sqrt(edges[b] * edges[b + 1]), med, q25, q75, xb.size))
+    arr = np.asarray(rows, dtype=np.float64)
+    t1 = float(sim.t[sim.t > 0][0])
+    finite = np.isfinite(curves.X)
+    X = np.interp(_warp(arr[:, 0], t1), _warp(curves.t[finite], t1), curves.X[finite])
+    return {"t_sat": arr[:, 0], "median": arr[:, 1], "q25": arr[:, 2], "q75": arr[:, 3],
+            "count": arr[:, 4], "X": X}
+
+
+# --------------------------------------------------------------------------- tolerances
+
+
+def tolerances(config: Config) -> dict[str, tuple[float, str]]:
+    """Tolerance and its reason for each metric, for a simulation with ``config``.
+
+    The schedule theory removes the time-step error and the finite-sample initial moments, so
+    what is left is the finite-``M`` fluctuation of ``f`` around ``S x_par`` (standard
+    deviation ``~ 1/sqrt(M)`` relative to ``f``'s scale), which blurs the edge of the
+    unsatisfied set, and the finite-``N`` sampling of that set (relative ``1/sqrt(N e)`` for
+    an unsatisfied fraction ``e``, at most ``1/sqrt(MIN_UNSATISFIED)`` in the window).
+    """
+    m = 1.0 / math.sqrt(config.M)
+    n = 1.0 / math.sqrt(MIN_UNSATISFIED)
+    return {
+        "gamma": (
+            2 * m,
+            "gamma integrates the unsatisfied drive; finite M blurs the unsatisfied set by "
+            "O(1/sqrt(M)) in f: 2/sqrt(M)",
+        ),
+        "S": (
+            2 * m,
+            "S = alpha <a w_par>/(2 sqrt d) follows gamma (dS/S = 2 coth(2 gamma) dgamma): "
+            "2/sqrt(M)",
+        ),
+        "train_error": (
+            3 * m + 3 * n,
+            "finite-M blur of the edge X (3/sqrt(M)) plus counting noise of >= "
+            f"{MIN_UNSATISFIED} unsatisfied examples (3/sqrt({MIN_UNSATISFIED}))",
+        ),
+        "loss": (
+            3 * m + 3 * n,
+            "as the training error: the loss is carried by the unsatisfied examples",
+        ),
+        "a": (
+            2 * m,
+            "|delta a_i| = |w_par_i| |delta gamma| with delta gamma within the gamma tolerance: "
+            "2/sqrt(M)",
+        ),
+        "w_par": (
+            2 * m,
+            "|delta w_par_i| = |a_i| |delta gamma|: 2/sqrt(M)",
+        ),
+        "slope": (
+            4 * m,
+            "a derivative of gamma on the log grid doubles the relative noise of gamma: "
+            "4/sqrt(M)",
+        ),
+        "x_par": (
+            0.1,
+            f"fraction outside the +-{BAND_K:g} sigma finite-M band (Gaussian: 0.3%), allowing "
+            "for the one-step resolution of t_sat and the leading-order spread estimate",
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def differing_fields(sim_config: Config, theory_config: Config) -> dict[str, tuple[Any, Any]]:
+    """Theory-relevant fields that differ: name -> (simulation value, theory value)."""
+    out = {}
+    for name in THEORY_FIELDS:
+        s, t = getattr(sim_config, name), getattr(theory_config, name)
+        if s != t:
+            out[name] = (s, t)
+    return out
+
+
+def comparison_window(sim: Simulation, curves: Curves) -> tuple[np.ndarray, list[str]]:
+    """Times that count in the verdict, and the reasons the window ends where it does."""
+    window = (sim.t > 0) & np.isfinite(curves.gamma)
+    limits = []
+    if curves.validity is not None:
+        bad = window & (curves.validity > VALIDITY_MAX)
+        if bad.any():
+            t_bad = float(sim.t[np.argmax(bad)])
+            limits.append(
+                f"finite N: from t = {t_bad:.4g} the drive orthogonal to w* exceeds "
+                f"{VALIDITY_MAX:g} of the parallel drive (validity indicator), so w_perp is no "
+                "longer frozen"
+            )
+            window &= sim.t < t_bad
+    few = window & (sim.config.N * curves.train_error < MIN_UNSATISFIED)
+    if few.any():
+        t_few = float(sim.t[np.argmax(few)])
+        limits.append(
+            f"finite N: from t = {t_few:.4g} fewer than {MIN_UNSATISFIED} of the N = "
+            f"{sim.config.N} training examples are predicted unsatisfied; the unsatisfied set "
+            "is then a few examples, not the continuum of the theory"
+        )
+        window &= sim.t < t_few
+    return window, limits
+
+
+def _curve_metric(
+    name: str,
+    sim: np.ndarray,
+    flow: np.ndarray,
+    schedule: np.ndarray | None,
+    window: np.ndarray,
+    tol: tuple[float, str],
+    measure=max_relative_error,
+) -> Metric:
+    v_flow = measure(sim, flow, window)
+    v_sched = None if schedule is None else measure(sim, schedule, window)
+    effect = None if schedule is None else measure(schedule, flow, window)
+    value = v_sched if schedule is not None else v_flow
+    verdict = "n/a" if value is None else ("agree" if value <= tol[0] else "disagree")
+    return Metric(name, value, v_flow, v_sched, effect, tol[0], tol[1], verdict)
+
+
+def _checkpoints(sim: Simulation, flow: Curves, schedule: Curves | None) -> list[dict]:
+    """At the first record time where the flow theory's training error falls below each level
+    of CHECKPOINT_LEVELS: simulation, flow and schedule values of gamma, S, train_error, loss,
+    and the relative errors against the reference theory."""
+    out = []
+    ref = schedule if schedule is not None else flow
+    for level in CHECKPOINT_LEVELS:
+        below = np.flatnonzero(flow.train_error < level)
+        if below.size == 0:
+            continue
+        i = int(below[0])
+        row: dict[str, Any] = {"level": level, "t": float(sim.t[i])}
+        for q in CURVES:
+            s, th = float(getattr(sim, q)[i]), float(getattr(ref, q)[i])
+            row[q] = {"simulation": s, "flow": float(getattr(flow, q)[i])}
+            if schedule is not None:
+                row[q]["schedule"] = float(getattr(schedule, q)[i])
+            row[q]["relative_error"] = abs(s - th) / abs(th) if th != 0 else None
+        out.append(row)
+    return out
+
+
+def _breakdown(
+    sim: Simulation, ref: Curves, window: np.ndarray, tol: float
+) -> list[str]:
+    """Where the simulation's gamma or training error first leaves the reference theory by more
+    than its tolerance, outside the window."""
+    out = []
+    for q in ("gamma", "train_error"):
+        s, th = getattr(sim, q), getattr(ref, q)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.abs(s - th) / np.abs(th)
+        off = (sim.t > 0) & np.isfinite(rel) & (rel > tol)
+        if off.any():
+            i = int(np.argmax(off))
+            where = "inside" if window[i] else "after the end of"
+            out.append(
+                f"{q}: the simulation first leaves the theory by more than {tol:.3g} at "
+                f"t = {sim.t[i]:.4g} ({where} the comparison window), relative error "
+                f"{rel[i]:.3g}"
+            )
+    return out
+
+
+def compare(
+    sim: Simulation | str | Path,
+    theory: Theory | str | Path | None = None,
+    on_schedule: bool = True,
+) -> Comparison:
+    """Compare a simulation with a theory (a file, a :class:`Theory`, or ``None``: computed
+    for the simulation's configuration).
+
+    With ``on_schedule`` (ReLU hinge theory only) the theory is also pushed through the
+    simulation's step schedule and initial sample moments, and the verdicts use that version.
+    A theory made for other parameters is compared all the same, with a
+    :class:`CompareWarning` naming the fields that differ.
+    """
+    if not isinstance(sim, Simulation):
+        sim = read_simulation(sim)
+    if theory is None:
+        theory = compute_theory(sim.config, sim.t)
+    elif not isinstance(theory, Theory):
+        theory = read_theory(theory)
+    differing = differing_fields(sim.config, theory.config)
+    if differing:
+        names = ", ".join(f"{k} (simulation {s}, theory {t})" for k, (s, t) in differing.items())
+        warnings.warn(
+            f"the theory was made for other parameters than the simulation: {names}",
+            CompareWarning,
+            stacklevel=2,
+        )
+    flow = resample(theory.curves, sim.t)
+    schedule = schedule_theory(theory.config, sim) if on_schedule else None
+    ref = schedule if schedule is not None else flow
+    window, limits = comparison_window(sim, ref)
+    tol = tolerances(sim.config)
+    notes = []
+    if np.isnan(flow.gamma[sim.t > 0]).any():
+        notes.append("the theory does not cover the whole simulated time range; the comparison "
+                     "uses the overlap only")
+
+    metrics = {
+        q: _curve_metric(q, getattr(sim, q), getattr(flow, q),
+                         None if schedule is None else getattr(schedule, q), window, tol[q])
+        for q in CURVES
+    }
+    a_flow, w_flow = node_trajectories(sim.a0, sim.w_par0, flow.gamma)
+    a_ref, w_ref = node_trajectories(sim.a0, sim.w_par0, ref.gamma)
+    for q, s, fl, rf in (("a", sim.a, a_flow, a_ref), ("w_par", sim.w_par, w_flow, w_ref)):
+        metrics[q] = _curve_metric(q, s, fl, None if schedule is None else rf, window, tol[q],
+                                   measure=relative_rms)
+    slope_sim = log_slope(sim.t, sim.gamma)
+    metrics["slope"] = _curve_metric(
+        "slope", slope_sim, log_slope(sim.t, flow.gamma),
+        None if schedule is None else log_slope(sim.t, schedule.gamma),
+        window & np.isfinite(slope_sim), tol["slope"], measure=relative_rms,
+    )
+    h = theory.config.h
+    out_flow, _ = fraction_outside_band(sim, flow, h, window)
+    out_ref, n_sat = fraction_outside_band(sim, ref, h, window)
+    value = out_ref
+    metrics["x_par"] = Metric(
+        "x_par", value, out_flow, out_ref if schedule is not None else None, None,
+        tol["x_par"][0], tol["x_par"][1] + f" ({n_sat} examples)",
+        "n/a" if value is None else ("agree" if value <= tol["x_par"][0] else "disagree"),
+    )
+    if ref.f_spread is None:
+        notes.append("the theory gives no finite-M spread of f: the x_par band is the line X")
+    limits += _breakdown(sim, ref, window, tol["gamma"][0])
+    return Comparison(
+        sim=sim, theory=theory, flow=flow, schedule=schedule, window=window,
+        metrics=metrics, checkpoints=_checkpoints(sim, flow, schedule), limits=limits,
+        differing=differing, a_theory=a_ref, w_par_theory=w_ref,
+        band=band_edges(ref, h), notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def report_dict(cmp: Comparison) -> dict[str, Any]:
+    """The ``--json`` report: ``{"verdict", "metrics", "checkpoints", ...}``."""
+    return _clean({
+        "verdict": cmp.verdict,
+        "metrics": {k: m.to_dict() for k, m in cmp.metrics.items()},
+        "checkpoints": cmp.checkpoints,
+        "reference": cmp.reference.label,
+        "window": [float(cmp.sim.t[cmp.window].min()), float(cmp.sim.t[cmp.window].max())]
+        if cmp.window.any() else None,
+        "limits": cmp.limits,
+        "differing_parameters": {k: list(v) for k, v in cmp.differing.items()},
+        "notes": cmp.notes,
+        "simulation": cmp.sim.path,
+        "theory": cmp.theory.source,
+    })
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def format_report(cmp: Comparison) -> str:
+    """Human-readable table of the metrics, checkpoints and limits."""
+    lines = [
+        f"simulation: {cmp.sim.path}",
+        f"theory:     {cmp.theory.source}"
+        + ("" if cmp.schedule is None else " (verdicts against it pushed through the "
+           "simulation's Euler schedule and initial sample moments)"),
+    ]
+    if cmp.window.any():
+        tw = cmp.sim.t[cmp.window]
+        lines.append(f"window:     {tw.min():.4g} <= t <= {tw.max():.4g} "
+                     f"({int(cmp.window.sum())} record times)")
+    for k, (s, t) in cmp.differing.items():
+        lines.append(f"WARNING: {k} differs: simulation {s}, theory {t}")
+    lines.append("")
+    head = f"{'metric':<12}{'vs theory':>11}{'vs flow':>10}{'sched.eff':>11}{'tol':>8}  verdict"
+    lines += [head, "-" * len(head)]
+    for name, m in cmp.metrics.items():
+        lines.append(
+            f"{name:<12}{_fmt(m.value):>11}{_fmt(m.value_flow):>10}"
+            f"{_fmt(m.schedule_effect):>11}{_fmt(m.tolerance):>8}  {m.verdict}"
+        )
+    if cmp.checkpoints:
+        lines += ["", "checkpoints (theory training error first below level):",
+                  f"{'level':>6}{'t':>10}{'gamma sim':>11}{'gamma th':>10}"
+                  f"{'err sim':>9}{'err th':>9}"]
+        ref = "schedule" if cmp.schedule is not None else "flow"
+        for row in cmp.checkpoints:
+            lines.append(
+                f"{row['level']:>6g}{row['t']:>10.4g}{row['gamma']['simulation']:>11.4g}"
+                f"{row['gamma'][ref]:>10.4g}{row['train_error']['simulation']:>9.3g}"
+                f"{row['train_error'][ref]:>9.3g}"
+            )
+    if cmp.limits:
+        lines += ["", "where the theory stops holding:"] + [f"  - {s}" for s in cmp.limits]
+    for note in cmp.notes:
+        lines.append(f"note: {note}")
+    lines += ["", "tolerances:"] + [f"  {k}: {m.reason}" for k, m in cmp.metrics.items()]
+    lines += ["", f"verdict: {cmp.verdict}"]
+    return "\n".join(lines)
+
+
+def write_comparison(cmp: Comparison, path: str | Path) -> None:
+    """A meanfield file of kind ``comparison``: simulation and theory curves on the
+    simulation grid, node trajectories, satisfied examples, the ``x_par`` bins; metrics,
+    checkpoints and verdict as global attributes (JSON)."""
+    sim, ref, flow = cmp.sim, cmp.reference, cmp.flow
+    sat = np.isfinite(sim.t_sat)
+    bins = x_par_bins(sim, ref)
+    with atomic_h5(path) as f:
+        set_attrs(f, provenance("comparison", sim.config.to_json(), seed=sim.config.seed))
+        report = report_dict(cmp)
+        set_attrs(f, {
+            "verdict": cmp.verdict,
+            "metrics": json.dumps(report["metrics"]),
+            "checkpoints": json.dumps(report["checkpoints"]),
+            "limits": json.dumps(cmp.limits),
+            "theory_config": cmp.theory.config.to_json(),
+            "theory_source": cmp.theory.source,
+            "simulation_source": sim.path,
+            "reference": ref.label,
+            "asymptote_c": cmp.theory.asymptote_c,
+            "gamma_rate0": initial_rate(cmp.theory.curves),
+            "h": cmp.theory.config.h,
+        })
+        time_units = {"units": "mean-field time"}
+        write_coordinate(f, "t", sim.t, {**time_units, "long_name": "simulation record time"})
+        write_coordinate(f, "node", np.arange(sim.a.shape[1]))
+        write_coordinate(f, "example", np.flatnonzero(sat))
+        write_coordinate(f, "x_par_bin", np.arange(len(bins["t_sat"])))
+        write_variable(f, "window", cmp.window.astype(np.int8), ["t"],
+                       {"long_name": "1 where the time counts in the verdict"})
+        for q in CURVES:
+            write_variable(f, f"{q}_simulation", getattr(sim, q), ["t"])
+            write_variable(f, f"{q}_theory", getattr(flow, q), ["t"],
+                           {"long_name": f"{q}, theory (flow)"})
+            if cmp.schedule is not None:
+                write_variable(f, f"{q}_schedule", getattr(cmp.schedule, q), ["t"],
+                               {"long_name": f"{q}, theory on the simulation's schedule"})
+        if sim.test_error is not None:
+            write_variable(f, "test_error_simulation", sim.test_error, ["t"])
+        write_variable(f, "X_theory", ref.X, ["t"], {"long_name": "edge of the unsatisfied set"})
+        write_variable(f, "band_lo", cmp.band[0], ["t"])
+        write_variable(f, "band_hi", cmp.band[1], ["t"])
+        write_variable(f, "slope_simulation", log_slope(sim.t, sim.gamma), ["t"])
+        write_variable(f, "slope_theory", log_slope(sim.t, ref.gamma), ["t"])
+        write_variable(f, "a_simulation", sim.a, ["t", "node"])
+        write_variable(f, "w_par_simulation", sim.w_par, ["t", "node"])
+        write_variable(f, "a_theory", cmp.a_theory, ["t", "node"])
+        write_variable(f, "w_par_theory", cmp.w_par_theory, ["t", "node"])
+        write_variable(f, "t_sat", sim.t_sat[sat], ["example"], time_units)
+        write_variable(f, "x_par", sim.x_par[sat], ["example"])
+        for k, v in bins.items():
+            write_variable(f, f"bin_{k}", v, ["x_par_bin"])

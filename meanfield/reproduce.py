@@ -1,0 +1,126 @@
+"""Rebuild a paper's figure from nothing: derive, theory, simulate, compare, figure.
+
+``pb-fig1`` is Fig. 1 of Pellegrini & Biroli (arXiv:2006.11209): a ReLU network
+``f(x) = (1/M) sum_i a_i relu(w_i . x / sqrt d)`` trained by gradient descent on the linear hinge
+loss (``h = 1``) with Gaussian data and labels ``sign(x_1)``, ``M = 400`` nodes, ``N = 10^5``
+examples, ``d = 100``, explicit Euler with ``dt = 1`` up to ``t = 2000``. The quick setting
+(``quick=True``) keeps the physics (same ``alpha``, ``beta``, ``h``, ``sa``, ``sw``, data law) at a
+size that runs in about a minute on two cores: fewer nodes, examples and dimensions, and a
+geometric step schedule (``dt_n = max(dt, growth t_n)``) that the schedule theory of
+:mod:`meanfield.compare` follows exactly.
+
+Files written to the output folder: ``derivation.tex`` (the derived equations, LaTeX),
+``theory.h5``, ``simulation.h5``, ``compare.h5`` and the figures ``fig1.png`` and
+``errors.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meanfield.compare import Comparison
+from meanfield.config import Config, ConfigError, make_config
+
+#: full-size setting of the paper's Fig. 1
+PB_FIG1 = {
+    "M": 400, "N": 100_000, "d": 100, "n_test": 10_000, "h": 1.0, "alpha": 1.0, "beta": 1.0,
+    "sa": 1.0, "sw": 1.0, "activation": "relu", "loss": "hinge", "data": "gaussian",
+    "dt": 1.0, "growth": 0.0, "t_max": 2000.0, "n_times": 100, "seed": 0,
+}
+#: the quick setting (about a minute on two cores)
+PB_FIG1_QUICK = {
+    **PB_FIG1, "M": 200, "N": 20_000, "d": 50, "n_test": 4_000, "growth": 0.02, "n_times": 60,
+}
+FIGURES = ("pb-fig1",)
+
+
+@dataclass
+class Reproduction:
+    """Where everything went, how long each part took, and the comparison."""
+
+    name: str
+    out: Path
+    config: Config
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    comparison: Comparison | None = None
+
+    @property
+    def verdict(self) -> str:
+        return self.comparison.verdict
+
+
+def figure_config(name: str, quick: bool = False, **overrides) -> Config:
+    """The configuration of figure ``name`` (full size, or quick), with ``overrides``."""
+    if name not in FIGURES:
+        raise ConfigError(f"figure must be one of {', '.join(FIGURES)}; got {name!r}")
+    return make_config(**{**(PB_FIG1_QUICK if quick else PB_FIG1), **overrides})
+
+
+def _derive(config: Config, path: Path) -> None:
+    """The derived equations of the hinge theory for ``config``'s data law, as LaTeX (one
+    ``% name`` comment and one display per equation)."""
+    from analytic import hinge
+
+    lines = [f"% meanfield reproduce: hinge theory, data = {config.data}"]
+    for name, tex in hinge.latex_equations(config.data).items():
+        lines += [f"% {name}", rf"\[ {tex} \]"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def reproduce(
+    name: str,
+    out: str | Path,
+    quick: bool = False,
+    config: Config | None = None,
+    on_stage: Callable[[str, float, Path | None], None] | None = None,
+    progress: bool | None = None,
+) -> Reproduction:
+    """Run the whole reproduction of figure ``name`` into folder ``out`` (created if needed).
+
+    ``config`` replaces the figure's configuration; ``on_stage(stage, seconds, path)`` is
+    called after each of ``derive``, ``theory``, ``simulate``, ``compare``, ``figure``;
+    ``progress`` is passed to the simulator (``None``: a bar only on a terminal).
+    """
+    from meanfield import plots, simulate, theory
+    from meanfield.compare import compare, read_simulation, read_theory, write_comparison
+    from meanfield.schedule import schedule
+
+    config = config if config is not None else figure_config(name, quick)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = Reproduction(name=name, out=out, config=config)
+
+    def stage(label: str, path: Path | None, run: Callable[[], None]) -> None:
+        start = time.perf_counter()
+        run()
+        rep.seconds[label] = time.perf_counter() - start
+        if path is not None:
+            rep.files[label] = path
+        if on_stage is not None:
+            on_stage(label, rep.seconds[label], path)
+
+    steps, record = schedule(config)
+    stage("derive", out / "derivation.tex", lambda: _derive(config, out / "derivation.tex"))
+    stage("theory", out / "theory.h5", lambda: theory.write_theory(
+        theory.compute(config, times=steps[record]), out / "theory.h5"))
+    stage("simulate", out / "simulation.h5", lambda: simulate.write_result(
+        simulate.simulate(config, progress=progress), out / "simulation.h5"))
+
+    def run_compare() -> None:
+        rep.comparison = compare(read_simulation(out / "simulation.h5"),
+                                 read_theory(out / "theory.h5"))
+        write_comparison(rep.comparison, out / "compare.h5")
+
+    stage("compare", out / "compare.h5", run_compare)
+
+    def run_figures() -> None:
+        plots.fig1(out / "compare.h5", out / "fig1.png")
+        plots.error_figure(out / "compare.h5", out / "errors.png")
+
+    stage("figure", out / "fig1.png", run_figures)
+    rep.files["errors figure"] = out / "errors.png"
+    return rep
