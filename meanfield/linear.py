@@ -1,0 +1,318 @@
+"""Empirical NTK, linearised (Lee et al.) and early-time linear (Hu et al.) models.
+
+Network (issue 2 conventions): ``f(x) = v . phi(W x / sqrt(d)) / sqrt(m)``, ``W`` of shape
+``(m, d)`` and ``v`` of shape ``(m,)``, standard Gaussian at initialisation. With
+``Z = X W^T / sqrt(d)`` (``n x m``) the Jacobian Gram matrices are computed without forming
+``J``:
+
+    Theta1 = J_W J_W^T = (X X'^T / d) * (phi'(Z) diag(v^2) phi'(Z')^T) / m   (elementwise *)
+    Theta2 = J_v J_v^T = phi(Z) phi(Z')^T / m.
+
+Training: squared loss ``L = (1/2) sum_mu (f(x_mu) - y_mu)^2`` (no ``1/n``, matching the NTK
+without ``1/n``) and gradient flow ``dW/dt = -eta lr1 dL/dW``, ``dv/dt = -eta lr2 dL/dv`` with
+``lr1 = 1``, ``lr2 = R`` (``lr_ratio``), so that on the training set
+``df/dt = -eta Theta (f - y)`` with ``Theta = Theta1 + R Theta2``. For a constant kernel
+(the linearised model ``f_lin = f_0 + grad f_0 . (theta - theta_0)`` of Lee et al. 2019,
+arXiv:1902.06720, or the affine kernel of Hu et al. 2020, arXiv:2006.14599):
+
+    f_t(X)  = f_0(X) + (I - exp(-eta Theta t)) (y - f_0(X)),
+    f_t(x)  = f_0(x) + Theta(x, X) Theta^+ (I - exp(-eta Theta t)) (y - f_0(X)),
+
+(the pseudo-inverse is exact on the range of ``Theta``; along its null space nothing moves).
+Times ``t`` are in the units of ``1/eta``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import eigsh
+
+from analytic.kernels import NumericActivation, feature_map, two_layer_kernels
+
+NumFn = Callable[[np.ndarray], np.ndarray]
+
+
+# --------------------------------------------------------------------------- network
+
+
+def init_params(d: int, m: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Standard Gaussian ``W`` (``m x d``) and ``v`` (``m``)."""
+    return rng.standard_normal((m, d)), rng.standard_normal(m)
+
+
+def forward(W: np.ndarray, v: np.ndarray, X: np.ndarray, phi: NumFn) -> np.ndarray:
+    """``f(X) = phi(X W^T / sqrt(d)) v / sqrt(m)``, shape ``(n,)``."""
+    m, d = W.shape
+    return phi(X @ W.T / math.sqrt(d)) @ v / math.sqrt(m)
+
+
+def mse_gradients(
+    W: np.ndarray, v: np.ndarray, X: np.ndarray, y: np.ndarray, phi: NumFn, dphi: NumFn
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(dL/dW, dL/dv)`` of ``L = (1/2) sum_mu (f(x_mu) - y_mu)^2``."""
+    m, d = W.shape
+    Z = X @ W.T / math.sqrt(d)
+    resid = phi(Z) @ v / math.sqrt(m) - y
+    grad_v = phi(Z).T @ resid / math.sqrt(m)
+    grad_W = ((dphi(Z) * v) * resid[:, None]).T @ X / math.sqrt(m * d)
+    return grad_W, grad_v
+
+
+def empirical_ntk(
+    W: np.ndarray,
+    v: np.ndarray,
+    X: np.ndarray,
+    phi: NumFn,
+    dphi: NumFn,
+    X2: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Finite-width ``(Theta1, Theta2)`` between ``X`` (``n x d``) and ``X2`` (default ``X``),
+    each ``n x n2`` (module docstring formulas)."""
+    m, d = W.shape
+    Z = X @ W.T / math.sqrt(d)
+    Z2 = Z if X2 is None else X2 @ W.T / math.sqrt(d)
+    X2 = X if X2 is None else X2
+    D = dphi(Z)
+    D2 = D if Z2 is Z else dphi(Z2)
+    theta1 = (X @ X2.T / d) * ((D * (v * v)) @ D2.T) / m
+    P = phi(Z)
+    P2 = P if Z2 is Z else phi(Z2)
+    theta2 = P @ P2.T / m
+    return theta1, theta2
+
+
+def infinite_width_ntk(
+    act: NumericActivation, X: np.ndarray, X2: np.ndarray | None = None, order: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """Infinite-width ``(Theta1, Theta2)`` evaluated exactly on the data (no ``m``).
+
+    Closed forms for relu/erf; otherwise the Mehler series with per-point coefficients
+    ``c_k(q_i)`` (``analytic.kernels.mehler_kernel``, error bound ``|r|^(order+1)`` times the
+    coefficient tails, ~1e-15 for ``|r| ~ 1/sqrt(d)``) off the diagonal, and 1-D quadrature on
+    the diagonal of a Gram matrix (``X2`` is ``None``).
+    """
+    from analytic.kernels import gaussian_expectations, mehler_kernel
+
+    same = X2 is None
+    X2 = X if same else X2
+    d = X.shape[1]
+    rho = X @ X2.T / d
+    q = np.einsum("ij,ij->i", X, X) / d
+    qp = np.einsum("ij,ij->i", X2, X2) / d
+    if act.closed_form is not None:
+        return two_layer_kernels(act, rho, q[:, None], qp[None, :])
+    if same:
+        off = ~np.eye(len(X), dtype=bool)
+        rho_off = np.where(off, rho, 0.0)
+    else:
+        rho_off = rho
+    nngp = mehler_kernel(act.phi, act.kinks, rho_off, q, qp, order)[0]
+    dd = mehler_kernel(act.dphi, act.kinks, rho_off, q, qp, order)[0]
+    if same:
+        # u = u' on the diagonal: Theta1 = q E[phi'(u)^2], Theta2 = E[phi(u)^2], u ~ N(0, q)
+        diag1 = q * gaussian_expectations(lambda u: act.dphi(u) ** 2, act.kinks, q)
+        diag2 = gaussian_expectations(lambda u: act.phi(u) ** 2, act.kinks, q)
+        theta1, theta2 = rho * dd, nngp
+        np.fill_diagonal(theta1, diag1)
+        np.fill_diagonal(theta2, diag2)
+        return theta1, theta2
+    return rho * dd, nngp
+
+
+# --------------------------------------------------------------------------- kernel flows
+
+
+def affine_kernel(
+    coefficients: Mapping[str, Any], X: np.ndarray, X2: np.ndarray | None = None
+) -> np.ndarray:
+    """``ones 11^T + data X X2^T / d + identity I``; the identity term only for a Gram
+    matrix (``X2`` is ``None``): it acts on coinciding training points only."""
+    c = {k: float(getattr(v, "value", v)) for k, v in coefficients.items()}
+    d = X.shape[1]
+    X2m = X if X2 is None else X2
+    K = c["ones"] + c["data"] * (X @ X2m.T) / d
+    if X2 is None:
+        K[np.diag_indices_from(K)] += c["identity"]
+    return K
+
+
+def kernel_mse_flow(
+    K: np.ndarray,
+    y: np.ndarray,
+    f0: np.ndarray,
+    eta: float,
+    t: float | Sequence[float],
+    K_cross: np.ndarray | None = None,
+    f0_cross: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Closed-form solution of ``df/dt = -eta K (f - y)`` on the training set, and of the test
+    outputs ``df(x)/dt = -eta K(x, X) (f(X) - y)``, at times ``t`` (scalar or sequence).
+
+    ``K`` symmetric PSD ``n x n``; ``K_cross`` ``n_test x n``. Returns ``(f_train, f_test)``
+    of shapes ``t.shape + (n,)`` and ``t.shape + (n_test,)`` (``f_test`` is ``None`` without
+    ``K_cross``). Uses ``K = U diag(lam) U^T``: ``(I - e^{-eta K t}) = U diag(-expm1(-eta lam
+    t)) U^T`` and, for the test outputs, ``-expm1(-eta lam t)/lam -> eta t`` as ``lam -> 0``.
+    """
+    lam, U = np.linalg.eigh(K)
+    lam = np.clip(lam, 0.0, None)
+    ts = np.asarray(t, dtype=float)
+    r0 = U.T @ (y - f0)
+    growth = -np.expm1(-eta * np.multiply.outer(ts, lam))  # t.shape + (n,)
+    f_train = f0 + (growth * r0) @ U.T
+    if K_cross is None:
+        return f_train, None
+    safe = np.where(lam > 0, lam, 1.0)
+    per_lam = np.where(lam > 0, growth / safe, eta * np.multiply.outer(ts, np.ones_like(lam)))
+    f_test = f0_cross + (per_lam * r0) @ (K_cross @ U).T
+    return f_train, f_test
+
+
+def linearized_flow(
+    W: np.ndarray,
+    v: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    act: NumericActivation,
+    eta: float,
+    t: float | Sequence[float],
+    lr_ratio: float = 1.0,
+    X_test: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Lee et al.'s linearised network trained by MSE gradient flow, in closed form through
+    the empirical NTK ``Theta = Theta1 + R Theta2`` at ``(W, v)``: outputs on ``X`` and
+    ``X_test`` at times ``t`` (see :func:`kernel_mse_flow`)."""
+    t1, t2 = empirical_ntk(W, v, X, act.phi, act.dphi)
+    f0 = forward(W, v, X, act.phi)
+    if X_test is None:
+        return kernel_mse_flow(t1 + lr_ratio * t2, y, f0, eta, t)
+    c1, c2 = empirical_ntk(W, v, X_test, act.phi, act.dphi, X)
+    return kernel_mse_flow(t1 + lr_ratio * t2, y, f0, eta, t, c1 + lr_ratio * c2,
+                           forward(W, v, X_test, act.phi))
+
+
+def early_time_linear_flow(
+    coefficients: Mapping[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    eta: float,
+    t: float | Sequence[float],
+    X_test: np.ndarray | None = None,
+    f0: np.ndarray | None = None,
+    f0_test: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Hu et al.'s early-time linear model ``g(x) = f_0(x) + beta . psi(x)``, ``beta(0) = 0``,
+    ``psi`` the affine features (``analytic.kernels.feature_map``), trained by the same MSE
+    gradient flow: its kernel is ``Psi Psi^T = ones 11^T + data XX^T/d`` (the affine kernel
+    without the identity part). ``f0``/``f0_test`` default to zero."""
+    psi = feature_map(coefficients)
+    P = psi(X)
+    f0 = np.zeros(len(X)) if f0 is None else f0
+    if X_test is None:
+        return kernel_mse_flow(P @ P.T, y, f0, eta, t)
+    f0_test = np.zeros(len(X_test)) if f0_test is None else f0_test
+    return kernel_mse_flow(P @ P.T, y, f0, eta, t, psi(X_test) @ P.T, f0_test)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def spectral_norm(A: np.ndarray) -> float:
+    """Largest ``|eigenvalue|`` of a symmetric matrix (Lanczos for large ``A``)."""
+    if A.shape[0] <= 200:
+        return float(np.max(np.abs(np.linalg.eigvalsh(A))))
+    return float(abs(eigsh(A, k=1, which="LM", return_eigenvectors=False, tol=1e-8)[0]))
+
+
+def relative_error(approx: np.ndarray, reference: np.ndarray) -> float:
+    """``||approx - reference||_2 / ||reference||_2`` (spectral norms)."""
+    return spectral_norm(approx - reference) / spectral_norm(reference)
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """One dimension of :func:`verify_affine`: ``d``, ``n = round(d^1.25)``, width ``m``, and
+    per layer (``first``, ``second``, ``both``) the relative spectral errors of the affine
+    kernel against the empirical NTK (``error``) and against the infinite-width NTK on the
+    same data (``error_infinite``), and the finite-width error of the empirical NTK
+    (``width_error = ||Theta_emp - Theta_inf|| / ||Theta_inf||``)."""
+
+    d: int
+    n: int
+    m: int
+    error: dict[str, float]
+    error_infinite: dict[str, float]
+    width_error: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"d": self.d, "n": self.n, "m": self.m, "error": self.error,
+                "error_infinite": self.error_infinite, "width_error": self.width_error}
+
+
+def sample_inputs(n: int, d: int, rng: np.random.Generator, data: str = "gaussian") -> np.ndarray:
+    """``n x d`` inputs: ``N(0, I_d)`` (``"gaussian"``) or uniform on the sphere of radius
+    ``sqrt(d)`` (``"sphere"``); both have ``t2 = 1/d``."""
+    X = rng.standard_normal((n, d))
+    if data == "sphere":
+        X *= math.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True)
+    elif data != "gaussian":
+        raise ValueError(f"data must be 'gaussian' or 'sphere', got {data!r}")
+    return X
+
+
+def verify_affine(
+    activation: Any,
+    ds: Sequence[int] = (50, 100, 200, 400),
+    seed: int = 0,
+    width: int | None = None,
+    lr_ratio: float = 1.0,
+    data: str = "gaussian",
+    moments: Mapping[str, Any] | None = None,
+) -> list[VerifyRow]:
+    """Relative spectral-norm error of the affine NTK against the NTK on data.
+
+    For each ``d`` in ``ds``: ``n = round(d^1.25)`` inputs (``data``), ``t2 = 1/d``, a network
+    of width ``m = width or 4 n`` with standard Gaussian weights (seeded by ``seed`` and
+    ``d``), and the affine coefficients of ``analytic.kernels.affine_coefficients`` (moments
+    from ``analytic.gaussian.moments(activation)`` unless given). ``activation`` is an
+    ``analytic.activations.Activation`` (numpy callables by ``codegen.to_numpy``) or a
+    :class:`NumericActivation` (then ``moments`` is required).
+    """
+    from fractions import Fraction
+
+    from analytic.kernels import affine_coefficients, numeric_activation
+
+    if isinstance(activation, NumericActivation):
+        if moments is None:
+            raise ValueError("moments are required with a NumericActivation")
+        act = activation
+    else:
+        act = numeric_activation(activation)
+        if moments is None:
+            from analytic.gaussian import moments as gaussian_moments
+
+            moments = gaussian_moments(activation)
+    rows = []
+    for d in ds:
+        rng = np.random.default_rng([seed, d])
+        n = round(d**1.25)
+        m = width or 4 * n
+        X = sample_inputs(n, d, rng, data)
+        W, v = init_params(d, m, rng)
+        coeffs = affine_coefficients(moments, Fraction(1, d), lr_ratio)
+        e1, e2 = empirical_ntk(W, v, X, act.phi, act.dphi)
+        i1, i2 = infinite_width_ntk(act, X)
+        emp = {"first": e1, "second": e2, "both": e1 + lr_ratio * e2}
+        inf = {"first": i1, "second": i2, "both": i1 + lr_ratio * i2}
+        err, err_inf, werr = {}, {}, {}
+        for layer in ("first", "second", "both"):
+            K = affine_kernel(coeffs[layer], X)
+            err[layer] = relative_error(K, emp[layer])
+            err_inf[layer] = relative_error(K, inf[layer])
+            werr[layer] = relative_error(emp[layer], inf[layer])
+        rows.append(VerifyRow(d, n, m, err, err_inf, werr))
+    return rows
