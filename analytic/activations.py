@@ -441,7 +441,26 @@ def parse_expression(text: str) -> sympy.Expr:
         if _finite_float(expr.subs(X, point)) is None:
             raise ActivationError(f"activation {text!r} is not real and finite at "
                                   f"x = {float(point)}; allowed: a real function of real x")
+    pole = _first_pole(expr)
+    if pole is not None:
+        raise ActivationError(f"activation {text!r} is singular at x = {pole:.6g}; "
+                              "allowed: a function finite on the whole real line")
     return expr
+
+
+def _first_pole(expr: sympy.Expr) -> float | None:
+    """A real zero of a denominator or of a logarithm's argument in ``expr``, if any."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Pow) and node.exp.is_negative and node.base.has(X):
+            site = node.base
+        elif isinstance(node, sympy.log) and node.args[0].has(X):
+            site = node.args[0]
+        else:
+            continue
+        zeros = _zeros(site)
+        if zeros:
+            return zeros[0]
+    return None
 
 
 # irregular probe points where a user expression must evaluate to a finite real number

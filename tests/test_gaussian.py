@@ -1,0 +1,249 @@
+"""Gaussian moments: closed forms against independent high-precision quadrature."""
+
+from __future__ import annotations
+
+import json
+
+import mpmath as mp
+import pytest
+import sympy
+
+from analytic import gaussian
+from analytic.activations import NAMES, ActivationError, X, get_activation
+from analytic.gaussian import (
+    MOMENT_NAMES,
+    ExpectationError,
+    Value,
+    expectation,
+    from_srepr,
+    hermite,
+    hermite_coefficients,
+    moments,
+)
+
+mp.mp.dps = 20
+SQ2 = mp.sqrt(2)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Each test uses an empty on-disk cache and a cleared in-process cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    gaussian._expectation.cache_clear()
+    gaussian._moments.cache_clear()
+
+
+def _heav(x, h0=0.5):
+    return mp.mpf(1) if x > 0 else mp.mpf(0)
+
+
+# Independent mpmath definitions: (phi, phi', kinks, jump). phi' is the classical derivative.
+REF = {
+    "relu": (lambda x: max(x, 0), _heav, [0]),
+    "leaky_relu": (lambda x: x if x > 0 else x / 100, lambda x: 1 if x > 0 else mp.mpf(1) / 100,
+                   [0]),
+    "abs": (abs, lambda x: mp.sign(x), [0]),
+    "linear": (lambda x: x, lambda x: 1, []),
+    "quadratic": (lambda x: x**2, lambda x: 2 * x, []),
+    "cubic": (lambda x: x**3, lambda x: 3 * x**2, []),
+    "step": (_heav, None, [0]),
+    "erf": (mp.erf, lambda x: 2 / mp.sqrt(mp.pi) * mp.exp(-x**2), []),
+    "tanh": (mp.tanh, lambda x: 1 / mp.cosh(x) ** 2, []),
+    "sigmoid": (lambda x: 1 / (1 + mp.exp(-x)),
+                lambda x: mp.exp(-x) / (1 + mp.exp(-x)) ** 2, []),
+    "softplus": (lambda x: mp.log1p(mp.exp(x)), lambda x: 1 / (1 + mp.exp(-x)), []),
+    "gelu": (lambda x: x * (1 + mp.erf(x / SQ2)) / 2,
+             lambda x: (1 + mp.erf(x / SQ2)) / 2 + x * mp.npdf(x), []),
+}
+HE = {0: lambda x: 1, 1: lambda x: x, 2: lambda x: x**2 - 1, 3: lambda x: x**3 - 3 * x}
+EXACT = {"relu", "leaky_relu", "abs", "linear", "quadratic", "cubic", "step", "erf", "gelu"}
+
+
+def gauss_quad(F, kinks=()) -> mp.mpf:
+    """E[F(g)] by tanh-sinh quadrature at 20 digits, split at the kinks."""
+    return mp.quad(lambda x: F(x) * mp.npdf(x), [-mp.inf, *kinks, mp.inf])
+
+
+def close(value: float, reference, tol: float = 1e-12) -> bool:
+    # 20-digit quadrature vs double-precision results: 1e-12 relative (absolute near zero)
+    return abs(value - float(reference)) <= tol * max(1.0, abs(float(reference)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_moments_match_quadrature(name):
+    phi, dphi, kinks = REF[name]
+    got = moments(name)
+    assert tuple(got) == MOMENT_NAMES
+    expected = {f"c{k}": gauss_quad(lambda x, k=k: phi(x) * HE[k](x), kinks) for k in HE}
+    assert close(got["nu"].value, expected["c0"])
+    assert close(got["zeta"].value, expected["c1"])
+    assert close(got["mu2"].value, expected["c2"])
+    assert close(got["mu3"].value, expected["c3"])
+    assert close(got["E_phi2"].value, gauss_quad(lambda x: phi(x) ** 2, kinks))
+    if dphi is None:  # step: phi' = delta, E phi'^2 = +inf
+        assert got["E_dphi2"].value == float("inf")
+    else:
+        assert close(got["E_dphi2"].value, gauss_quad(lambda x: dphi(x) ** 2, kinks))
+    for key, v in got.items():
+        assert isinstance(v, Value)
+        assert v.exact == (name in EXACT or (name in ("tanh",) and key in ("nu", "mu2"))), key
+        assert (v.expr is not None) == v.exact
+
+
+@pytest.mark.parametrize("name", ["relu", "abs", "step", "leaky_relu", "erf", "gelu", "tanh",
+                                  "sigmoid", "softplus"])
+def test_stein_identity_against_direct_derivative(name):
+    """E phi'(g) by Stein (moments) vs quadrature of phi' itself; for kinks the delta terms of
+    phi'' are added by hand: relu'' = delta, abs'' = 2 delta, leaky'' = 0.99 delta,
+    step' = delta, step'' = delta', E delta(g) = pdf(0), E delta'(g) = -pdf'(0) = 0."""
+    got = moments(name)
+    _phi, dphi, kinks = REF[name]
+    pdf0 = mp.npdf(0)
+    if name == "step":
+        assert close(got["zeta"].value, pdf0)
+        return
+    assert close(got["zeta"].value, gauss_quad(dphi, kinks))
+    deltas = {"relu": 1, "abs": 2, "leaky_relu": mp.mpf(99) / 100}
+    d2 = gauss_quad(lambda x: mp.diff(dphi, x), kinks) + deltas.get(name, 0) * pdf0
+    assert close(got["mu2"].value, d2, 1e-10)  # mp.diff is numerical: 1e-10
+
+
+def test_done_when_closed_forms():
+    pi = sympy.pi
+    relu = moments("relu")
+    assert sympy.simplify(relu["nu"].expr - 1 / sympy.sqrt(2 * pi)) == 0
+    assert relu["zeta"].expr == sympy.Rational(1, 2)
+    assert relu["E_phi2"].expr == relu["E_dphi2"].expr == sympy.Rational(1, 2)
+    erf = moments("erf")
+    assert sympy.simplify(erf["zeta"].expr - 2 / sympy.sqrt(3 * pi)) == 0
+    assert sympy.simplify(erf["E_dphi2"].expr - 4 / (pi * sympy.sqrt(5))) == 0
+    assert sympy.simplify(erf["E_phi2"].expr - 2 / pi * sympy.asin(sympy.Rational(2, 3))) == 0
+    gelu = moments("gelu")
+    assert all(v.exact for v in gelu.values())
+    for name in ("tanh", "sigmoid", "softplus"):
+        m = moments(name)
+        assert not m["zeta"].exact and m["zeta"].expr is None
+        assert m["zeta"].latex == f"{m['zeta'].value:.15g}"
+
+
+def test_exact_latex_is_the_closed_form():
+    v = moments("erf")["E_phi2"]
+    assert v.latex == sympy.latex(v.expr) and "asin" in v.latex
+    assert float(v) == v.value
+
+
+@pytest.mark.parametrize("name", ["relu", "erf", "gelu", "tanh", "abs"])
+def test_hermite_coefficients_match_quadrature(name):
+    phi, _, kinks = REF[name]
+    coeffs = hermite_coefficients(name, 7)
+    assert len(coeffs) == 8
+    for k, c in enumerate(coeffs):
+        He = sympy.lambdify(X, hermite(k), "mpmath")
+        ref = gauss_quad(lambda x, He=He: phi(x) * He(x), kinks)
+        # He_7 reaches ~1e3 where the Gaussian mass is: absolute 1e-11 is well above rounding
+        assert abs(c.value - float(ref)) <= 1e-11 * max(1.0, abs(float(ref))), k
+
+
+def test_hermite_polynomials_are_orthogonal():
+    for j in range(6):
+        for k in range(6):
+            got = expectation(sympy.expand(hermite(j) * hermite(k)))
+            assert got.exact and got.expr == (sympy.factorial(k) if j == k else 0)
+
+
+@pytest.mark.parametrize("text, kinks", [
+    ("Max(x, x**2 - 2)", [-1, 2]),
+    ("Abs(x - 1)*exp(x/3)", [1]),
+    ("erf(x + 1)", []),
+    ("sinh(x/2)*Max(0, x)", [0]),
+    ("cosh(x)", []),
+    ("Heaviside(exp(x) - 2)", [mp.log(2)]),
+    ("Min(erf(x), 0)", [0]),
+    ("x**2*sign(x)", [0]),
+    ("log(1 + x**2)", []),
+])
+def test_user_expressions_match_quadrature(text, kinks):
+    act = get_activation(text)
+    f = sympy.lambdify(X, act.expr, modules=[{"Heaviside": _heav}, "mpmath"])
+    for F, v in ((f, moments(act)["nu"]), (lambda x: f(x) ** 2, moments(act)["E_phi2"]),
+                 (lambda x: f(x) * x, moments(act)["zeta"])):
+        assert close(v.value, gauss_quad(F, kinks)), text
+
+
+def test_labels_of_user_expressions():
+    assert moments("erf(x + 1)")["nu"].exact  # erf(1/sqrt 3)
+    assert not moments("erf(x + 1)")["E_phi2"].exact  # Owen's T: numeric
+    assert sympy.simplify(moments("erf(x + 1)")["nu"].expr - sympy.erf(1 / sympy.sqrt(3))) == 0
+    assert not moments("Heaviside(exp(x) - 2)")["nu"].exact  # kink found numerically
+    assert moments("x*Heaviside(x)")["E_dphi2"].expr == sympy.Rational(1, 2)  # no jump
+
+
+def test_divergent_expectations_are_refused():
+    with pytest.raises(ExpectationError, match="diverges"):
+        expectation(sympy.exp(X**2))
+    with pytest.raises(ExpectationError, match=r"diverges|heavy tails"):
+        expectation(sympy.exp(X**2 / 2) * sympy.tanh(X))
+    with pytest.raises(ActivationError, match="singular"):
+        moments("1/x")
+
+
+def test_disk_cache_roundtrip(tmp_path):
+    first = moments("gelu")
+    files = list((tmp_path / "cache" / "meanfield").glob("gauss-*.json"))
+    assert len(files) >= 5
+    gaussian._expectation.cache_clear()
+    gaussian._moments.cache_clear()
+    again = moments("gelu")
+    assert again == first  # exact exprs rebuilt from srepr compare equal
+    numeric = moments("tanh")["zeta"]
+    gaussian._expectation.cache_clear()
+    gaussian._moments.cache_clear()
+    assert moments("tanh")["zeta"] == numeric
+
+
+def test_corrupt_cache_is_ignored(tmp_path):
+    reference = moments("relu")["nu"]
+    folder = tmp_path / "cache" / "meanfield"
+    for path in folder.glob("gauss-*.json"):
+        path.write_text("{not json")
+    gaussian._expectation.cache_clear()
+    gaussian._moments.cache_clear()
+    assert moments("relu")["nu"] == reference
+    # a syntactically valid but hostile entry: refused by the srepr whitelist, recomputed
+    for path in folder.glob("gauss-*.json"):
+        data = json.loads(path.read_text())
+        if data["exact"]:
+            data["expr"] = "__import__('os').system('false')"
+            data["value"] = 123.0
+            path.write_text(json.dumps(data))
+    gaussian._expectation.cache_clear()
+    gaussian._moments.cache_clear()
+    assert moments("relu")["nu"] == reference
+
+
+def test_unwritable_cache_dir_is_harmless(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file: mkdir fails
+    assert moments("abs")["nu"].exact
+
+
+@pytest.mark.parametrize("text", ["__import__('os')", "Symbol('y')", "Add(Integer(1), foo)",
+                                  "Integer(1).__class__", "Mul(*[1])", "lambda: 1"])
+def test_from_srepr_whitelist(text):
+    with pytest.raises((ValueError, SyntaxError)):
+        from_srepr(text)
+
+
+def test_from_srepr_roundtrip():
+    for v in moments("erf").values():
+        assert from_srepr(sympy.srepr(v.expr)) == v.expr
+    e = sympy.Float("0.125") * X + sympy.pi
+    assert from_srepr(sympy.srepr(e)) == e
+
+
+def test_bad_orders():
+    with pytest.raises(ValueError, match="order"):
+        hermite_coefficients("relu", -1)
+    with pytest.raises(ValueError):
+        hermite(-2)
