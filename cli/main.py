@@ -15,6 +15,7 @@ COMMANDS = {
     "derive": "cli.derive:derive",
     "compare": "cli.compare:compare",
     "reproduce": "cli.reproduce:reproduce",
+    "simulate": "cli.simulate:simulate",
 }
 
 

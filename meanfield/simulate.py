@@ -147,11 +147,17 @@ def checkpoint_path(output: str | Path) -> Path:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def run_hash(config: Config) -> str:
+    """Hash of everything that determines a run's numbers: the config without
+    ``checkpoint_every`` (a resumed run may checkpoint at another period)."""
+    return config.replace(checkpoint_every=0).hash()
+
+
 def _write_checkpoint(path: Path, config: Config, state: _State) -> None:
     with atomic_h5(path) as f:
         f.attrs["format"] = CHECKPOINT_FORMAT
         f.attrs["config"] = config.to_json()
-        f.attrs["config_hash"] = config.hash()
+        f.attrs["config_hash"] = run_hash(config)
         f.attrs["n"] = state.n
         f.attrs["rec"] = state.rec
         f.attrs["evaluated_total"] = state.evaluated_total
@@ -178,10 +184,10 @@ def read_checkpoint(path: str | Path, config: Config) -> _State:
     with f:
         if f.attrs.get("format") != CHECKPOINT_FORMAT or "config" not in f.attrs:
             raise ConfigError(f"{str(path)!r} is not a meanfield simulate checkpoint")
-        if f.attrs["config_hash"] != config.hash():
+        if f.attrs["config_hash"] != run_hash(config):
             raise ConfigError(
                 f"checkpoint {str(path)!r} belongs to another configuration "
-                f"(hash {f.attrs['config_hash']}, this run {config.hash()}); "
+                f"(hash {f.attrs['config_hash']}, this run {run_hash(config)}); "
                 "remove it or run with --fresh"
             )
         stepper = None
