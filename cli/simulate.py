@@ -67,9 +67,9 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
         checkpoint_config,
         checkpoint_path,
         run_hash,
+        write_result,
     )
     from meanfield.simulate import simulate as run
-    from meanfield.simulate import write_result
 
     if resume and fresh:
         raise BadInput("--resume and --fresh exclude each other")
@@ -80,7 +80,9 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
         try:
             saved = run_hash(checkpoint_config(ckpt))
         except (OSError, KeyError):
-            raise BadInput(f"{ckpt} is not a readable checkpoint; use --fresh to discard it")
+            raise BadInput(
+                f"{ckpt} is not a readable checkpoint; use --fresh to discard it"
+            ) from None
         if saved != run_hash(config):
             raise BadInput(f"checkpoint {ckpt} belongs to another configuration; run with "
                            "the options that made it, or with --fresh to discard it")
