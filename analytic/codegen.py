@@ -1,0 +1,113 @@
+"""Derived sympy expressions as LaTeX, NumPy callables and Numba scalar code.
+
+- :func:`latex` -- the closed form for reports.
+- :func:`to_numpy` -- a vectorised callable (``sympy.lambdify`` on NumPy, ``erf``/``erfc`` from
+  ``scipy.special``).
+- :func:`numba_source` / :func:`to_numba` -- scalar Python source using only ``math`` functions
+  and builtins (``math.erf``, ``math.exp``, ``abs``, ``max``; ``Heaviside(u)`` becomes
+  ``(1.0 if u > 0 else (H0 if u == 0 else 0.0))`` with sympy's ``H0 = 1/2``, ``sign(u)`` becomes
+  ``(0.0 if u == 0 else math.copysign(1.0, u))``), with common subexpressions hoisted. The simulator
+  compiles it into its Numba kernels for any user activation and its derivative.
+
+The generated source is printed from a sympy expression (built by the whitelist parser of
+``analytic.activations`` or by derivation), never from user text, so executing it is safe.
+Numba's ``cache=True`` does not work on functions created by ``exec``: it is not used.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import sympy
+from sympy.printing.pycode import PythonCodePrinter
+
+from analytic.activations import Activation, X
+
+
+class CodegenError(ValueError):
+    """An expression cannot be turned into scalar code (unsupported function, bad name)."""
+
+
+def latex(expr: sympy.Expr) -> str:
+    """LaTeX of a derived expression."""
+    return sympy.latex(expr)
+
+
+def to_numpy(expr: sympy.Expr, args: Sequence[sympy.Symbol] = (X,)) -> Callable:
+    """Vectorised NumPy function of ``args`` computing ``expr`` (``erf`` from scipy)."""
+    from scipy import special
+
+    modules = [{"erf": special.erf, "erfc": special.erfc}, "numpy"]
+    return sympy.lambdify(tuple(args), expr, modules=modules)
+
+
+class _ScalarPrinter(PythonCodePrinter):
+    """Python printer restricted to ``math`` and builtins, with float-valued switches."""
+
+    def __init__(self) -> None:
+        super().__init__({"fully_qualified_modules": True, "strict": True})
+
+    def _print_Heaviside(self, expr: sympy.Heaviside) -> str:
+        arg = self._print(expr.args[0])
+        h0 = expr.args[1] if len(expr.args) > 1 else sympy.Rational(1, 2)
+        return f"(1.0 if ({arg}) > 0 else ({float(h0)!r} if ({arg}) == 0 else 0.0))"
+
+    def _print_sign(self, expr: sympy.sign) -> str:
+        arg = self._print(expr.args[0])
+        return f"(0.0 if ({arg}) == 0 else math.copysign(1.0, {arg}))"
+
+    def _print_Rational(self, expr: sympy.Rational) -> str:
+        return f"({float(expr.p)!r}/{float(expr.q)!r})"
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:
+        return repr(float(expr.p)) if abs(expr.p) < 2**53 else repr(float(expr))
+
+    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
+        base, exp = expr.as_base_exp()
+        if exp.is_Integer and 0 < int(exp) <= 8:  # integer powers as products (exact, fast)
+            b = self.parenthesize(base, 100)
+            return "(" + "*".join([b] * int(exp)) + ")"
+        return super()._print_Pow(expr, rational)
+
+
+def numba_source(expr: sympy.Expr, name: str = "phi", arg: sympy.Symbol = X) -> str:
+    """Source of ``def name(x): return expr`` using ``math`` functions only (see module
+    docstring), common subexpressions as local variables. Raises :class:`CodegenError` for
+    a function with no scalar equivalent or an invalid ``name``."""
+    if not name.isidentifier() or name in ("math", "x"):
+        raise CodegenError(f"function name {name!r} is not a valid identifier")
+    expr = sympy.sympify(expr)
+    bad = expr.free_symbols - {arg}
+    if bad:
+        raise CodegenError(f"expression has symbols {sorted(map(str, bad))} besides {arg}")
+    printer = _ScalarPrinter()
+    temps, (reduced,) = sympy.cse(expr, symbols=sympy.numbered_symbols("_t"))
+    lines = [f"def {name}({arg}):"]
+    try:
+        for sym, sub in temps:
+            lines.append(f"    {sym} = {printer.doprint(sub)}")
+        lines.append(f"    return float({printer.doprint(reduced)})")
+    except sympy.printing.codeprinter.PrintMethodNotImplementedError as err:
+        raise CodegenError(f"no scalar code for {expr}: {err}") from None
+    return "\n".join(lines) + "\n"
+
+
+def to_python(expr: sympy.Expr, name: str = "phi") -> Callable[[float], float]:
+    """The plain-Python scalar function of :func:`numba_source` (no compilation)."""
+    namespace: dict[str, object] = {"math": math}
+    exec(compile(numba_source(expr, name), f"<meanfield codegen {name}>", "exec"), namespace)
+    return namespace[name]  # type: ignore[return-value]
+
+
+def to_numba(expr: sympy.Expr, name: str = "phi") -> Callable[[float], float]:
+    """``numba.njit`` of :func:`to_python` (compiled lazily on first call; no ``cache``)."""
+    import numba
+
+    return numba.njit(to_python(expr, name))
+
+
+def numba_activation(activation: Activation) -> tuple[Callable, Callable]:
+    """Compiled scalar ``(phi, phi')`` of an activation (``phi'`` classical, Heaviside at
+    kinks; see ``Activation.derivative``)."""
+    return (to_numba(activation.expr, "phi"), to_numba(activation.derivative(1), "dphi"))
