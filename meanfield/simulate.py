@@ -170,8 +170,11 @@ def _write_checkpoint(path: Path, config: Config, state: _State) -> None:
                 g.create_dataset(key, data=arr)
         if state.stepper_state is not None:
             g = f.create_group("stepper")
+            g.attrs["none"] = json.dumps(
+                sorted(k for k, v in state.stepper_state.items() if v is None))
             for key, value in state.stepper_state.items():
-                g.create_dataset(key, data=np.asarray(value))
+                if value is not None:
+                    g.create_dataset(key, data=np.asarray(value))
 
 
 def read_checkpoint(path: str | Path, config: Config) -> _State:
@@ -193,6 +196,7 @@ def read_checkpoint(path: str | Path, config: Config) -> _State:
         stepper = None
         if "stepper" in f:
             stepper = {k: _scalar_or_array(v[()]) for k, v in f["stepper"].items()}
+            stepper.update(dict.fromkeys(json.loads(f["stepper"].attrs["none"])))
         return _State(
             n=int(f.attrs["n"]),
             rec=int(f.attrs["rec"]),
