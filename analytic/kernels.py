@@ -66,6 +66,8 @@ import numpy as np
 import sympy as sp
 from scipy.special import erf as _erf
 
+from analytic.gaussian import Value
+
 RHO = sp.Symbol("rho", real=True)
 Q = sp.Symbol("q", positive=True)
 QP = sp.Symbol("q'", positive=True)
@@ -299,12 +301,23 @@ def identify_closed_form(phi: NumFn) -> str | None:
 
 
 def numeric_activation(activation: Any) -> NumericActivation:
-    """Numpy callables of an ``analytic.activations.Activation`` (via ``codegen.to_numpy``)."""
+    """Numpy callables of an ``analytic.activations.Activation`` (via ``codegen.to_numpy``).
+
+    Raises ``ActivationError`` if ``phi`` jumps at a kink: then ``phi'`` contains a Dirac
+    delta, ``E[phi'(u)^2]`` is infinite and so is the first-layer NTK on the diagonal.
+    """
+    from analytic.activations import ActivationError
     from analytic.codegen import to_numpy
 
     phi = _vectorised(to_numpy(activation.expr))
     dphi = _vectorised(to_numpy(activation.derivative(1)))
     kinks = tuple(float(k) for k in activation.kinks)
+    for k in kinks:
+        eps = 1e-7 * max(1.0, abs(k))
+        if abs(float(phi(np.array(k + eps)) - phi(np.array(k - eps)))) > 1e-4:
+            raise ActivationError(
+                f"activation {activation.name!r} jumps at x={k:g}: phi' has a delta there and "
+                "the first-layer NTK is infinite; allowed: activations continuous in x")
     return NumericActivation(phi, dphi, kinks, identify_closed_form(phi))
 
 
@@ -425,23 +438,6 @@ def _as_expr(v: Any) -> sp.Expr:
 # --------------------------------------------------------------------------- affine NTK
 
 
-@dataclass(frozen=True)
-class Coefficient:
-    """One affine coefficient: ``value`` (float), ``exact`` (True when ``expr`` is an exact
-    sympy expression, else ``expr`` is a sympy Float), ``latex``."""
-
-    value: float
-    exact: bool
-    expr: sp.Expr
-
-    @property
-    def latex(self) -> str:
-        return sp.latex(self.expr) if self.exact else f"{self.value:.12g}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "exact": self.exact, "latex": self.latex}
-
-
 def _exact_number(x: Any) -> sp.Expr | None:
     """Exact sympy number for int / Fraction / sympy rational, ``None`` for floats."""
     if isinstance(x, bool):
@@ -457,15 +453,16 @@ def _exact_number(x: Any) -> sp.Expr | None:
 
 def affine_coefficients(
     moments: Mapping[str, Any], t2: Any, lr_ratio: Any = 1
-) -> dict[str, dict[str, Coefficient]]:
+) -> dict[str, dict[str, Value]]:
     """Coefficients of ``Theta ~= ones 11^T + data XX^T/d + identity I`` (module docstring).
 
     ``moments``: mapping with ``nu, zeta, mu2, E_phi2, E_dphi2`` to ``Value``-like objects
     (``.value``, ``.exact``, ``.expr``) or plain numbers; ``t2 = tr(Sigma^2)/d^2``;
     ``lr_ratio = R = lr2/lr1`` with the normalisation ``lr1 = 1``, ``lr2 = R``. Returns
-    ``{"first"|"second"|"both": {"ones"|"data"|"identity": Coefficient}}``; a coefficient is
-    exact when every moment it uses is exact and ``t2`` (and ``R`` for ``both``) is rational
-    (int, ``Fraction`` or sympy rational; floats give numeric results).
+    ``{"first"|"second"|"both": {"ones"|"data"|"identity": Value}}`` (``analytic.gaussian.Value``:
+    ``value``, ``exact``, ``expr``, ``latex``); a coefficient is exact when every moment it
+    uses is exact and ``t2`` (and ``R`` for ``both``) is rational (int, ``Fraction`` or sympy
+    rational; floats give numeric results, ``expr = None``).
     """
     names = ("nu", "zeta", "mu2", "E_phi2", "E_dphi2")
     exact_m = {k: _moment_expr(moments[k]) for k in names}
@@ -485,14 +482,16 @@ def affine_coefficients(
     exprs = None
     if t2e is not None and all(v is not None for v in exact_m.values()):
         exprs = layers(exact_m, t2e, re if re is not None else sp.Float(float(lr_ratio), 17))
-    out: dict[str, dict[str, Coefficient]] = {}
+    out: dict[str, dict[str, Value]] = {}
     for layer in LAYERS:
         out[layer] = {}
         for term in TERMS:
             value = float(values[layer][term])
-            exact = exprs is not None and (layer != "both" or re is not None)
-            expr = _tidy(exprs[layer][term]) if exact else sp.Float(value, 17)
-            out[layer][term] = Coefficient(value, exact, expr)
+            if exprs is not None and (layer != "both" or re is not None):
+                expr = _tidy(exprs[layer][term])
+                out[layer][term] = Value(float(sp.N(expr, 20)), True, expr, sp.latex(expr))
+            else:
+                out[layer][term] = Value(value, False, None, f"{value:.15g}")
     return out
 
 
@@ -513,7 +512,7 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
 def feature_map(coefficients: Mapping[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     """Early-time linear model features ``psi(x) = [sqrt(ones), sqrt(data) x / sqrt(d)]``.
 
-    ``coefficients``: one layer's ``{"ones", "data", ...}`` (``Coefficient`` or float). The
+    ``coefficients``: one layer's ``{"ones", "data", ...}`` (``Value`` or float). The
     returned function maps ``X`` (``n x d``) to ``Psi`` (``n x (d + 1)``) with
     ``Psi Psi^T = ones 11^T + data XX^T / d``, the non-identity part of the affine kernel.
     """

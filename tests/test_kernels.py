@@ -326,3 +326,44 @@ def test_affine_first_layer_against_empirical_ntk_falls_with_d(act):
         c = affine_coefficients(quadrature_moments(act), 1 / d)
         errs.append(relative_error(affine_kernel(c["first"], X), e1))
     assert errs[1] < 0.7 * errs[0] and errs[1] < 0.09, errs
+
+
+# --------------------------------------------------------------------------- with analytic.*
+
+
+def test_numeric_activation_from_the_activation_module():
+    from analytic.activations import ActivationError, get_activation
+    from analytic.kernels import numeric_activation
+
+    x = np.linspace(-3, 3, 13)
+    relu_act = numeric_activation(get_activation("relu"))
+    assert relu_act.closed_form == "relu" and relu_act.kinks == (0.0,)
+    np.testing.assert_array_equal(relu_act.dphi(x[x != 0]), step(x[x != 0]))
+    assert numeric_activation(get_activation("erf")).closed_form == "erf"
+    gelu = numeric_activation(get_activation("gelu"))
+    assert gelu.closed_form is None
+    np.testing.assert_allclose(gelu.dphi(x), norm.cdf(x) + x * norm.pdf(x), rtol=1e-13)
+    with pytest.raises(ActivationError, match="jumps"):
+        numeric_activation(get_activation("step"))
+
+
+def test_affine_coefficients_from_gaussian_moments_and_mehler_from_its_coefficients():
+    from analytic.gaussian import hermite_coefficients, moments
+
+    c = affine_coefficients(moments("relu"), Fraction(1, 100))
+    assert c["first"]["ones"].exact
+    assert sp.simplify(c["first"]["ones"].expr - 1 / (200 * sp.pi)) == 0
+    assert sp.simplify(c["second"]["identity"].expr
+                       - (sp.Rational(1, 4) - 1 / (2 * sp.pi) - 1 / (400 * sp.pi))) == 0
+    # the analytic engineer's Hermite coefficients vs the Stein derivation above
+    mine = mehler_series(_relu_hermite_exact(6))
+    theirs = mehler_series(hermite_coefficients("relu", 6))
+    for key in mine:
+        assert sp.simplify(mine[key] - theirs[key]) == 0
+    # numeric moments (tanh) give labelled numeric coefficients equal to the quadrature ones
+    c = affine_coefficients(moments("tanh"), Fraction(1, 100))
+    ref = affine_coefficients(quadrature_moments(TANH), 0.01)
+    for layer in c:
+        for term in c[layer]:
+            assert c[layer][term].value == pytest.approx(ref[layer][term].value, abs=1e-12)
+    assert not c["first"]["data"].exact
