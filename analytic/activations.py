@@ -115,7 +115,7 @@ NAMES: tuple[str, ...] = (*_NAMED, "leaky_relu")
 _ALLOWED = (
     f"a named activation ({', '.join(NAMES)}; leaky_relu takes slope, e.g. leaky_relu:0.1) "
     f"or an expression in x with numbers, + - * / ** ^ ( ), constants {', '.join(CONSTANTS)} "
-    f"and functions {', '.join(sorted(set(FUNCTIONS), key=str.lower))}"
+    f"and functions {', '.join(sorted(FUNCTIONS, key=lambda s: (s.lower(), s)))}"
 )
 
 
