@@ -124,15 +124,22 @@ def _hermite(k: int) -> sympy.Expr:
     return cur
 
 
-def expectation(expr: sympy.Expr | Activation) -> Value:
+def expectation(expr: sympy.Expr | Activation | str) -> Value:
     """``E[F(g)]``, ``g ~ N(0, 1)``, for a sympy expression ``F`` in :data:`X` (or an
-    :class:`Activation`): exact if the closed-form route applies, else numeric (~1e-13 relative).
+    :class:`Activation`, or text for the whitelist parser): exact if the closed-form route
+    applies, else numeric (~1e-13 relative).
 
     Raises :class:`ExpectationError` if the expectation diverges or is not real.
     """
     if isinstance(expr, Activation):
         expr = expr.expr
-    return _expectation(sympy.sympify(expr) if not isinstance(expr, sympy.Basic) else expr)
+    elif isinstance(expr, str):  # user text goes through the whitelist parser, never sympify
+        from analytic.activations import parse_expression
+
+        expr = parse_expression(expr)
+    elif not isinstance(expr, sympy.Basic):
+        raise TypeError(f"expected a sympy expression in x, got {type(expr).__name__}")
+    return _expectation(expr)
 
 
 def moments(activation: Activation | str) -> dict[str, Value]:
@@ -195,13 +202,23 @@ def _compute(F: sympy.Expr) -> Value:
         except _NoClosedForm:
             pass
         else:
-            return _exact_value(_tidy(total / sympy.sqrt(2 * sympy.pi)))
+            return _exact_value(_tidy(_real_part(total) / sympy.sqrt(2 * sympy.pi)))
     return _numeric_value(_numeric(pieces))
+
+
+def _real_part(total: sympy.Expr) -> sympy.Expr:
+    """The real part of a result built with complex exponentials (``sin``, ``cos``); the
+    imaginary part of the expectation of a real ``F`` must vanish."""
+    if not total.has(sympy.I):
+        return total
+    re_part, im_part = sympy.expand_complex(total).as_real_imag()
+    if abs(complex(sympy.N(im_part, 30))) > 1e-25 * max(1.0, abs(_to_float(re_part))):
+        raise ExpectationError(f"expectation {total} is not real")
+    return re_part
 
 
 def _tidy(expr: sympy.Expr) -> sympy.Expr:
     """A compact form of an exact result (``simplify`` for small expressions only)."""
-    expr = sympy.nsimplify(expr) if expr.is_Float else expr
     if sympy.count_ops(expr) <= 60:
         return sympy.simplify(expr)
     return sympy.radsimp(sympy.expand(expr))
@@ -318,17 +335,22 @@ def _has_jump(phi: sympy.Expr) -> bool:
 
 def _exact_piece(f: sympy.Expr, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
     """``int_a^b f(x) exp(-x^2/2) dx`` in closed form, or :class:`_NoClosedForm`."""
+    whole = a.is_infinite and b.is_infinite
     if f.has(sympy.sinh, sympy.cosh):
         f = f.rewrite(sympy.sinh, sympy.exp).rewrite(sympy.cosh, sympy.exp)
+    if f.has(sympy.sin, sympy.cos):
+        if not whole:
+            raise _NoClosedForm
+        # exp(i w x) on the whole line: the Gaussian formulas hold for complex shifts
+        f = f.rewrite(sympy.sin, sympy.exp).rewrite(sympy.cos, sympy.exp)
     f = f.replace(lambda e: isinstance(e, sympy.erfc), lambda e: 1 - sympy.erf(e.args[0]))
     expanded = sympy.expand(f)
     terms = sympy.Add.make_args(expanded)
     if len(terms) > MAX_TERMS:
         raise _NoClosedForm
-    whole = a.is_infinite and b.is_infinite
     total = sympy.S.Zero
     for term in terms:
-        coeff, n, (q2, q1, q0), erfs = _parse_term(term)
+        coeff, n, (q2, q1, q0), erfs = _parse_term(term, complex_shift=whole)
         if erfs and not whole:
             raise _NoClosedForm
         c = sympy.Rational(1, 2) - q2
@@ -340,8 +362,10 @@ def _exact_piece(f: sympy.Expr, a: sympy.Expr, b: sympy.Expr) -> sympy.Expr:
     return total
 
 
-def _parse_term(term: sympy.Expr) -> tuple[sympy.Expr, int, tuple, list]:
-    """``term = coeff * x^n * exp(q2 x^2 + q1 x + q0) * prod erf(alpha x + beta)``."""
+def _parse_term(term: sympy.Expr, complex_shift: bool = False
+                ) -> tuple[sympy.Expr, int, tuple, list]:
+    """``term = coeff * x^n * exp(q2 x^2 + q1 x + q0) * prod erf(alpha x + beta)``, with
+    real ``q2`` and (unless ``complex_shift``, allowed on the whole line) real ``q1, q0``."""
     coeff, n, exparg, erfs = sympy.S.One, 0, sympy.S.Zero, []
     for fac in sympy.Mul.make_args(term):
         base, power = fac.as_base_exp()
@@ -365,7 +389,7 @@ def _parse_term(term: sympy.Expr) -> tuple[sympy.Expr, int, tuple, list]:
     if poly.degree() > 2:
         raise _NoClosedForm
     q0, q1, q2 = (poly.coeff_monomial(X**k) for k in range(3))
-    if not all(q.is_real for q in (q0, q1, q2)):
+    if not q2.is_real or not (complex_shift or (q1.is_real and q0.is_real)):
         raise _NoClosedForm
     return coeff, n, (q2, q1, q0), erfs
 
@@ -392,7 +416,7 @@ def _gauss_moment(n: int, c: sympy.Expr, d: sympy.Expr, a: sympy.Expr, b: sympy.
         weight = sympy.binomial(n, k) * mu ** (n - k)
         if weight == 0:
             continue
-        if erfs:
+        if erfs or (a.is_infinite and b.is_infinite):
             total += weight * _line_integral(k, c, shifted)
         else:
             total += weight * _interval_moment(k, c, a - mu, b - mu)

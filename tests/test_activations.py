@@ -171,6 +171,10 @@ def test_parser_semantics(text, expected):
     ("(" * 30 + "x" + ")" * 30, "nested"),
     ("-" * 30 + "x", "nested"),
     ("relu:2", "only leaky_relu"),
+    ("1/x", "singular at x = 0"),
+    ("x/(x**2 - 4)", "singular at x = -2"),
+    ("log(Abs(x - 1))", "singular at x = 1"),
+    ("1/(exp(x) - 2)", "singular at x = 0.693147"),
 ])
 def test_parser_refuses(text, problem):
     t0 = time.perf_counter()

@@ -161,6 +161,9 @@ def test_hermite_polynomials_are_orthogonal():
     ("Min(erf(x), 0)", [0]),
     ("x**2*sign(x)", [0]),
     ("log(1 + x**2)", []),
+    ("cos(2*x + 1)", []),
+    ("exp(x)*sin(x)", []),
+    ("sin(x)*erf(x)", []),
 ])
 def test_user_expressions_match_quadrature(text, kinks):
     act = get_activation(text)
@@ -168,6 +171,21 @@ def test_user_expressions_match_quadrature(text, kinks):
     for F, v in ((f, moments(act)["nu"]), (lambda x: f(x) ** 2, moments(act)["E_phi2"]),
                  (lambda x: f(x) * x, moments(act)["zeta"])):
         assert close(v.value, gauss_quad(F, kinks)), text
+
+
+def test_trigonometric_closed_forms():
+    # E cos(w g + b) = exp(-w^2/2) cos(b): the characteristic function of N(0, 1)
+    v = moments("cos(2*x + 1)")["nu"]
+    assert v.exact and sympy.simplify(v.expr - sympy.exp(-2) * sympy.cos(1)) == 0
+    assert moments("exp(x)*sin(x)")["nu"].expr == sympy.sin(1)  # E e^{(1+i) g} = e^{i}
+
+
+def test_expectation_of_text_uses_the_whitelist_parser():
+    assert expectation("x**4 - 3").expr == 0  # E g^4 = 3
+    with pytest.raises(ActivationError):
+        expectation("__import__('os').getcwd()")
+    with pytest.raises(TypeError):
+        expectation(1.5)
 
 
 def test_labels_of_user_expressions():
