@@ -2,6 +2,7 @@
 independent route: explicit Jacobians, finite differences, Euler integration, the actual
 network trained by small-step gradient descent."""
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -202,3 +203,25 @@ def test_verify_affine_rows():
         assert rows[1].error_infinite[layer] < rows[0].error_infinite[layer]
         assert rows[1].error[layer] < rows[0].error[layer]
     assert set(rows[0].to_dict()) == {"d", "n", "m", "error", "error_infinite", "width_error"}
+
+
+@pytest.mark.slow
+def test_derive_verify_end_to_end():
+    """`meanfield derive relu --verify --json` (d = 50..400, m = 4n, ~10-30 s): for relu every
+    error column falls with d; the affine-vs-infinite-width error falls by > 2x (measured
+    0.10 -> 0.036), the error against the empirical NTK by > 2x as well (0.13-0.19 -> 0.04)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+
+    result = CliRunner().invoke(main, ["derive", "relu", "--verify", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["verify"]
+    assert [r["d"] for r in rows] == [50, 100, 200, 400]
+    for layer in ("first", "second", "both"):
+        for key in ("error", "error_infinite"):
+            series = [r[key][layer] for r in rows]
+            assert all(b < a for a, b in itertools.pairwise(series)), (key, series)
+            assert series[-1] < 0.5 * series[0], (key, series)
