@@ -494,17 +494,42 @@ def find_kinks(expr: sympy.Expr) -> tuple[float, ...]:
 
 
 def _zeros(site: sympy.Expr) -> list[float] | None:
+    exact = exact_real_zeros(site)
+    if exact is not None:
+        return sorted({float(r) for r in exact})
+    return _scan_zeros(site)
+
+
+def exact_real_zeros(site: sympy.Expr) -> list[sympy.Expr] | None:
+    """The real zeros of ``site`` as exact sympy numbers, if ``site`` is a polynomial (or the
+    numerator of a rational function) of degree <= 12 with numeric coefficients whose roots
+    sympy can find (``real_roots``; ``roots`` for coefficients such as ``pi`` or ``sqrt 2``);
+    else ``None``."""
     num, _ = sympy.fraction(sympy.together(site))
     try:
         poly = sympy.Poly(num, X)
     except sympy.PolynomialError:
-        poly = None
-    if poly is not None and poly.degree() <= 12 and all(c.is_number for c in poly.all_coeffs()):
-        try:
-            return sorted({float(r) for r in sympy.real_roots(poly)})
-        except (NotImplementedError, sympy.PolynomialError, TypeError, ValueError):
-            return None
-    return _scan_zeros(site)
+        return None
+    if poly.degree() > 12 or not all(c.is_number for c in poly.all_coeffs()):
+        return None
+    if poly.degree() < 1:
+        return []
+    try:
+        return list(sympy.real_roots(poly))
+    except (NotImplementedError, sympy.PolynomialError, TypeError, ValueError):
+        pass
+    try:
+        found = sympy.roots(poly)
+    except (NotImplementedError, sympy.PolynomialError, TypeError, ValueError):
+        return None
+    if sum(found.values()) != poly.degree():
+        return None
+    out = []
+    for r in found:
+        z = complex(sympy.N(r, 30))
+        if abs(z.imag) <= 1e-20 * max(1.0, abs(z.real)):
+            out.append(sympy.re(r) if r.has(sympy.I) else r)
+    return out
 
 
 def _scan_zeros(site: sympy.Expr) -> list[float] | None:

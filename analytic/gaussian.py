@@ -269,18 +269,15 @@ def _sites(node: sympy.Expr) -> list[sympy.Expr]:
 
 def _breakpoints(node: sympy.Expr, a: sympy.Expr, b: sympy.Expr) -> tuple[list[sympy.Expr], bool]:
     """Zeros in ``(a, b)`` of the sites of a switch ``node`` (exact for polynomial sites)."""
-    from analytic.activations import _scan_zeros
+    from analytic.activations import _scan_zeros, exact_real_zeros
 
     found: dict[float, sympy.Expr] = {}
     exact = True
     for site in _sites(node):
         if not site.has(X):
             continue
-        num, _ = sympy.fraction(sympy.together(site))
-        try:
-            poly = sympy.Poly(num, X)
-            roots: list[sympy.Expr] = list(sympy.real_roots(poly))
-        except (sympy.PolynomialError, NotImplementedError):
+        roots = exact_real_zeros(site)
+        if roots is None:
             zeros = _scan_zeros(site)
             if zeros is None:
                 raise ExpectationError(f"cannot locate the kinks of {site}") from None

@@ -85,6 +85,8 @@ def test_kinked_derivatives_are_heaviside_without_delta():
     ("Abs(x - 1)", (1.0,)), ("Max(x, x**2 - 2)", (-1.0, 2.0)), ("Heaviside(2*x+1)", (-0.5,)),
     ("sign(x**2 - 2)", (-math.sqrt(2), math.sqrt(2))), ("Min(0, x) + Abs(x + 3)", (-3.0, 0.0)),
     ("Heaviside(exp(x) - 2)", (math.log(2),)), ("x**2 + tanh(x)", ()),
+    ("Max(x**2 - E, 0)", (-math.exp(0.5), math.exp(0.5))), ("Abs(x - pi)", (math.pi,)),
+    ("Abs(x**2 + 1)*x", ()),
 ])
 def test_kinks(name, kinks):
     assert get_activation(name).kinks == pytest.approx(kinks, abs=1e-12)

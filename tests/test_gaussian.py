@@ -162,6 +162,8 @@ def test_hermite_polynomials_are_orthogonal():
     ("x**2*sign(x)", [0]),
     ("log(1 + x**2)", []),
     ("cos(2*x + 1)", []),
+    ("Max(x**2 - E, 0)", [-mp.exp(0.5), mp.exp(0.5)]),
+    ("Abs(sqrt(2)*x - 1)", [1 / SQ2]),
     ("exp(x)*sin(x)", []),
     ("sin(x)*erf(x)", []),
 ])
@@ -193,6 +195,7 @@ def test_labels_of_user_expressions():
     assert not moments("erf(x + 1)")["E_phi2"].exact  # Owen's T: numeric
     assert sympy.simplify(moments("erf(x + 1)")["nu"].expr - sympy.erf(1 / sympy.sqrt(3))) == 0
     assert not moments("Heaviside(exp(x) - 2)")["nu"].exact  # kink found numerically
+    assert moments("Max(x**2 - E, 0)")["nu"].exact  # kinks +-sqrt(E) by sympy.roots
     assert moments("x*Heaviside(x)")["E_dphi2"].expr == sympy.Rational(1, 2)  # no jump
 
 
