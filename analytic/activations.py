@@ -435,6 +435,13 @@ def parse_expression(text: str) -> sympy.Expr:
         pos = next(i for i, c in enumerate(text) if not c.isascii())
         raise _error(text, pos, f"unexpected character {text[pos]!r}")
     expr = _Parser(text).parse()
+    for node in sympy.preorder_traversal(expr):
+        # sympy merges powers ((x**64)**64 = x**4096, x**40*x**40 = x**80): bound the result
+        if (isinstance(node, sympy.Pow) and node.exp.is_number and node.base.has(X)
+                and abs(_finite_float(node.exp) or math.inf) > MAX_EXPONENT):
+            raise ActivationError(f"activation {text!r}: power {node} has an exponent beyond "
+                                  f"{MAX_EXPONENT}; allowed: numeric exponents at most "
+                                  f"{MAX_EXPONENT} in magnitude")
     if expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
         raise ActivationError(f"activation {text!r} is not finite; allowed: {_ALLOWED}")
     for point in _PROBES:

@@ -174,6 +174,8 @@ def test_parser_semantics(text, expected):
     ("-" * 30 + "x", "nested"),
     ("relu:2", "only leaky_relu"),
     ("1/x", "singular at x = 0"),
+    ("(x**64)**64", "beyond 64"),
+    ("x**40*x**40", "beyond 64"),
     ("x/(x**2 - 4)", "singular at x = -2"),
     ("log(Abs(x - 1))", "singular at x = 1"),
     ("1/(exp(x) - 2)", "singular at x = 0.693147"),
