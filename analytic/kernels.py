@@ -69,7 +69,6 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
-from scipy.special import erf as _erf
 
 from analytic.gaussian import Value
 
@@ -276,7 +275,12 @@ def erf_kernels(rho: Any, q: Any = 1.0, qp: Any = 1.0) -> tuple[np.ndarray, np.n
 
 
 _NUMERIC_CLOSED = {"relu": relu_kernels, "erf": erf_kernels}
-_REFERENCE_FNS: dict[str, NumFn] = {"relu": lambda x: np.maximum(x, 0.0), "erf": _erf}
+
+
+def _reference_fns() -> dict[str, NumFn]:
+    from scipy.special import erf  # imported here: keeps ``import analytic.kernels`` light
+
+    return {"relu": lambda x: np.maximum(x, 0.0), "erf": erf}
 
 
 # --------------------------------------------------------------------------- activations
@@ -299,7 +303,7 @@ def identify_closed_form(phi: NumFn) -> str | None:
     ``x*Heaviside(x)``, ``(x + Abs(x))/2`` all match), else ``None``."""
     x = np.random.default_rng(20201).uniform(-6.0, 6.0, 64)
     y = np.asarray(phi(x), dtype=float)
-    for name, ref in _REFERENCE_FNS.items():
+    for name, ref in _reference_fns().items():
         if np.all(np.abs(y - ref(x)) <= 1e-13 * (1 + np.abs(ref(x)))):
             return name
     return None
@@ -434,9 +438,9 @@ def mehler_series(coefficients: Sequence[Any]) -> dict[str, sp.Expr]:
 
 def _as_expr(v: Any) -> sp.Expr:
     if hasattr(v, "exact"):
-        return sp.sympify(v.expr) if v.exact else sp.Float(v.value, 17)
+        return sp.sympify(v.expr) if v.exact else sp.Float(v.value, 15)
     if isinstance(v, float):
-        return sp.Float(v, 17)
+        return sp.Float(v, 15)
     return sp.sympify(v)
 
 
@@ -532,3 +536,42 @@ def feature_map(coefficients: Mapping[str, Any]) -> Callable[[np.ndarray], np.nd
         return np.hstack([np.full((n, 1), math.sqrt(ones)), math.sqrt(data / d) * X])
 
     return psi
+
+
+# --------------------------------------------------------------------------- report
+
+
+def kernel_report(activation: Any, moments: Mapping[str, Any]) -> dict[str, Any]:
+    """Infinite-width ``Theta1``, ``Theta2`` for ``meanfield derive``.
+
+    relu / erf (recognised by expression, ``Max(0, x)`` / ``erf(x)``, as the named
+    activations build them): the closed forms in ``(rho, q, q')``, ``exact``. Any other
+    activation: the Mehler series at ``q = q' = 1`` through ``rho^3`` from
+    ``c_0..c_3 = nu, zeta, mu2, mu3``,
+    ``Theta2 = sum_{k<=3} c_k^2 rho^k/k! + O(rho^4)``,
+    ``Theta1 = sum_{k<=2} c_{k+1}^2 rho^(k+1)/k! + O(rho^4)``: never ``exact`` (truncated);
+    ``coefficients_exact`` says whether its coefficients are. Returns ``{"method",
+    "reference", "truncated", "coefficients_exact", "theta1", "theta2"}``, each kernel as
+    ``{"expr": sympy, "exact": bool, "latex": str, "text": str}``.
+    """
+    from analytic.activations import X
+
+    refs = {"relu": sp.Max(0, X), "erf": sp.erf(X)}
+    name = next((k for k, ref in refs.items() if activation.expr == ref), None)
+    if name is not None:
+        forms = CLOSED_FORMS[name]()
+        exprs = {"theta1": forms.theta1, "theta2": forms.theta2}
+        out: dict[str, Any] = {"method": "closed form in (rho, q, q')",
+                               "reference": forms.reference, "truncated": False,
+                               "coefficients_exact": True}
+    else:
+        coeffs = [moments[k] for k in ("nu", "zeta", "mu2", "mu3")]
+        exprs = mehler_series(coeffs)
+        out = {"method": "Mehler series at q = q' = 1, through rho^3",
+               "reference": "Hermite expansion, c_k = E[phi(g) He_k(g)]", "truncated": True,
+               "coefficients_exact": all(getattr(c, "exact", False) for c in coeffs)}
+    tail = (" + O(rho^4)", r" + O(\rho^{4})") if out["truncated"] else ("", "")
+    for key, expr in exprs.items():
+        out[key] = {"expr": expr, "exact": not out["truncated"],
+                    "latex": sp.latex(expr) + tail[1], "text": str(expr) + tail[0]}
+    return out

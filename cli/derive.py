@@ -103,21 +103,40 @@ def derive(activation: str, d: str | None, t2: str | None, lr_ratio: str, as_jso
     act = get_activation(activation)
     moments = gaussian_moments(act)
     affine = _affine(moments, t2_value, ratio)
+    kernels = _kernels(act, moments)
     rows = _verify(act, float(ratio)) if verify else None
 
     if as_json:
-        click.echo(json.dumps(_as_json(act, moments, affine, dim, t2_value, ratio, rows),
-                              indent=2))
+        out = _as_json(act, moments, affine, dim, t2_value, ratio, rows)
+        out["kernels"] = {k: ({f: v[f] for f in ("exact", "latex", "text")}
+                              if isinstance(v, dict) else v) for k, v in kernels.items()}
+        click.echo(json.dumps(out, indent=2))
     elif as_latex:
         click.echo(_as_latex(act, moments, affine))
     else:
         click.echo(_as_table(act, moments, affine, dim, t2_value, ratio, rows))
+        click.echo(_kernel_table(kernels))
 
 
 def _affine(moments: dict[str, Any], t2: Fraction, ratio: Fraction) -> dict[str, Any]:
     from analytic.kernels import affine_coefficients
 
     return affine_coefficients(moments, t2, ratio)
+
+
+def _kernels(act: Any, moments: dict[str, Any]) -> dict[str, Any]:
+    from analytic.kernels import kernel_report
+
+    return kernel_report(act, moments)
+
+
+def _kernel_table(kernels: dict[str, Any]) -> str:
+    lines = ["", "Infinite-width NTK, rho = x.x'/d, q = |x|^2/d, q' = |x'|^2/d "
+                 f"({kernels['method']}; {kernels['reference']}):"]
+    for key, label in (("theta1", "Theta1 = rho E[phi'(u) phi'(u')]"),
+                       ("theta2", "Theta2 = E[phi(u) phi(u')]     ")):
+        lines.append(f"  {label}  {'=' if kernels[key]['exact'] else '~='} {kernels[key]['text']}")
+    return "\n".join(lines)
 
 
 def _verify(act: Any, ratio: float) -> list[dict[str, Any]]:

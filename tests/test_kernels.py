@@ -367,3 +367,26 @@ def test_affine_coefficients_from_gaussian_moments_and_mehler_from_its_coefficie
         for term in c[layer]:
             assert c[layer][term].value == pytest.approx(ref[layer][term].value, abs=1e-12)
     assert not c["first"]["data"].exact
+
+
+def test_kernel_report_closed_forms_and_series():
+    from analytic.activations import get_activation
+    from analytic.gaussian import moments
+    from analytic.kernels import kernel_report
+
+    relu_report = kernel_report(get_activation("relu"), moments("relu"))
+    assert relu_report["theta1"]["exact"] and not relu_report["truncated"]
+    assert sp.simplify(relu_report["theta2"]["expr"] - CLOSED_FORMS["relu"]().theta2) == 0
+    # gelu: series through rho^3 at q = q' = 1 vs the 40-term numeric series at rho = 0.05;
+    # the neglected rho^4 term is c_4^2/24 rho^4 < 1e-6 (c_4 = E gelu'''' = O(1))
+    gelu = get_activation("gelu")
+    report = kernel_report(gelu, moments(gelu))
+    assert report["truncated"] and report["coefficients_exact"]
+    assert not report["theta2"]["exact"] and "O(rho^4)" in report["theta2"]["text"]
+    x = np.linspace(-4, 4, 9)
+    gelu_num = NumericActivation(lambda u: u * norm.cdf(u),
+                                 lambda u: norm.cdf(u) + u * norm.pdf(u), (), None)
+    np.testing.assert_allclose(gelu_num.phi(x), x * (1 + erf(x / np.sqrt(2))) / 2, rtol=1e-14)
+    t1, t2 = two_layer_kernels(gelu_num, 0.05)
+    assert float(report["theta2"]["expr"].subs(RHO, 0.05)) == pytest.approx(float(t2), abs=1e-6)
+    assert float(report["theta1"]["expr"].subs(RHO, 0.05)) == pytest.approx(float(t1), abs=1e-6)
