@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -225,12 +227,33 @@ def only_whitelisted(text: str) -> bool:
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@contextlib.contextmanager
+def no_text_evaluation():
+    """Make any string evaluation fail loudly: ``eval`` and sympy's string parser (where
+    ``sympify(str)`` and ``parse_expr`` end up)."""
+    boom = AssertionError("text was evaluated")
+    with mock.patch("builtins.eval", side_effect=boom), \
+            mock.patch("sympy.parsing.sympy_parser.parse_expr", side_effect=boom), \
+            mock.patch("sympy.parsing.sympy_parser.eval_expr", side_effect=boom):
+        yield
+
+
+def test_guard_detects_text_evaluation():
+    with no_text_evaluation():
+        with pytest.raises(AssertionError, match="evaluated"):
+            sympy.sympify("x + 1")
+        with pytest.raises(AssertionError, match="evaluated"):
+            eval("1 + 1")
+        assert get_activation("tanh(x) + Abs(x - 1)").kinks == (1.0,)
+
+
 @FUZZ
 @given(st.text(alphabet=st.sampled_from("x0123456789.eE+-*/^(),_[]{}'\":; abcdlmprstw@#"),
                max_size=40))
 def test_fuzz_random_strings(text):
     try:
-        act = get_activation(text)
+        with no_text_evaluation():
+            act = get_activation(text)
     except ActivationError as err:
         assert "\n" not in str(err)
         return
@@ -244,7 +267,8 @@ def test_fuzz_token_sequences(tokens):
     text = " ".join(tokens)
     dangerous = any(tok in DANGEROUS for tok in tokens)
     try:
-        act = get_activation(text)
+        with no_text_evaluation():
+            act = get_activation(text)
     except ActivationError as err:
         assert "\n" not in str(err)
         return
