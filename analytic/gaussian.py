@@ -35,8 +35,9 @@ Hermite polynomials), so kinks and jumps (Dirac deltas in ``phi^(k)``) are handl
 
 Results are cached in-process and on disk (JSON under ``$XDG_CACHE_HOME/meanfield`` or
 ``~/.cache/meanfield``), keyed by a hash of the expression's ``srepr``, the package version and
-this module's source; exact values are stored as ``srepr`` strings and read back by a whitelist
-AST walker (never ``eval``). Corrupt or unreadable cache files are ignored; writes are atomic.
+the source of this module and ``analytic.activations``; exact values are stored as ``srepr``
+strings and read back by a whitelist AST walker (never ``eval``). Corrupt or unreadable cache
+files are ignored; writes are atomic.
 """
 
 from __future__ import annotations
@@ -87,8 +88,6 @@ class Value:
 
 
 def _exact_value(expr: sympy.Expr) -> Value:
-    if expr in (sympy.oo, -sympy.oo):
-        return Value(float(expr), True, expr, sympy.latex(expr))
     return Value(_to_float(expr), True, expr, sympy.latex(expr))
 
 
@@ -551,8 +550,12 @@ def _cache_salt() -> str:
         version = metadata.version("meanfield")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    source = Path(__file__).read_bytes()
-    return version + ":" + hashlib.sha256(source).hexdigest()
+    from analytic import activations
+
+    digest = hashlib.sha256()
+    for module in (__file__, activations.__file__):  # the code that produces the values
+        digest.update(Path(module).read_bytes())
+    return version + ":" + digest.hexdigest()
 
 
 def _cache_path(key: str) -> Path:
