@@ -293,27 +293,36 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
 
 
 def _gamma_mean_field_on_schedule(c, times):
-    """Mean-field ReLU + hinge, Gaussian data: gamma' = beta alpha (1 - exp(-X^2/2)) /
-    sqrt(2 pi d) with X = 4 sqrt(d) h / (alpha (sa^2 + sw^2) sinh 2 gamma) (the unsatisfied
-    set is |x_par| < X), pushed through the same Euler schedule as the simulation, so the
-    comparison carries no time-step error."""
-    g = np.zeros(len(times))
+    """Mean-field ReLU + hinge, Gaussian data, pushed through the simulation's Euler schedule
+    (so the comparison carries no time-step error).
+
+    Every node obeys da/dt = k w_par, dw_par/dt = k a with one rate
+    k = beta alpha (1 - exp(-X^2/2)) / sqrt(2 pi d), the unsatisfied set being |x_par| < X,
+    X = h / S and S = alpha E[a w_par] / (2 sqrt d) the slope of f. An Euler step multiplies
+    u = a + w_par by (1 + dt k) and v = a - w_par by (1 - dt k); so gamma = log prod (1 + dt k)
+    and E[a w_par] = (sa^2 + sw^2) (U^2 - V^2) / 4 with U, V the two products (the flow's
+    limit: U = e^gamma, V = e^-gamma, E[a w_par] = (sa^2 + sw^2) sinh(2 gamma) / 2)."""
+    U, V = 1.0, 1.0
+    gamma = np.zeros(len(times))
     for n in range(len(times) - 1):
-        s = math.sinh(2 * g[n])
-        X = 4 * math.sqrt(c.d) * c.h / (c.alpha * (c.sa**2 + c.sw**2) * s) if s > 0 else math.inf
-        rate = c.beta * c.alpha * (1 - math.exp(-X * X / 2)) / math.sqrt(2 * math.pi * c.d)
-        g[n + 1] = g[n] + (times[n + 1] - times[n]) * rate
-    return g
+        S = c.alpha * (c.sa**2 + c.sw**2) * (U * U - V * V) / (8 * math.sqrt(c.d))
+        X = c.h / S if S > 0 else math.inf
+        k = c.beta * c.alpha * (1 - math.exp(-X * X / 2)) / math.sqrt(2 * math.pi * c.d)
+        dt = times[n + 1] - times[n]
+        U, V = U * (1 + dt * k), V * (1 - dt * k)
+        gamma[n + 1] = math.log(U)
+    return gamma
 
 
 def test_gamma_follows_the_mean_field_theory():
-    """M = 400, N = 2e4, d = 100 while (nearly) all examples are unsatisfied. Finite N, M and
-    d shift the drive by O(1/sqrt(N)) in E|x_par| and O(1/sqrt(M)) in the node average; the
-    measured deviation is ~1.3%, the tolerance 3% ("a few percent")."""
-    c = make_config(M=400, N=20_000, d=100, n_test=0, dt=1.0, t_max=24.0, n_times=8, seed=1)
+    """M = 400, N = 2e4, d = 100 while most examples are unsatisfied, up to t = 44 where the
+    unsatisfied set has started to shrink (so the X-dependence of the rate is exercised).
+    Finite N shifts the drive by the sampling error of E|x_par| (0.5% standard error) and
+    finite M the node average; the measured deviation is below 0.5%, the tolerance 2%."""
+    c = make_config(M=400, N=20_000, d=100, n_test=0, dt=2.0, t_max=44.0, n_times=8, seed=1)
     res = simulate(c)
     steps, record = schedule(c)
     theory = _gamma_mean_field_on_schedule(c, steps)[record]
-    assert res.series["train_error"][-1] > 0.9
-    np.testing.assert_allclose(res.series["gamma"][1:], theory[1:], rtol=0.03)
+    assert 0.5 < res.series["train_error"][-1] < 0.95
+    np.testing.assert_allclose(res.series["gamma"][1:], theory[1:], rtol=0.02)
     assert res.series["gamma"][0] == 0.0
