@@ -405,9 +405,11 @@ def _pair(act: NumericActivation, rho: float, q: float, qp: float, order: int) -
     if abs(rho * rho - q * qp) <= 1e-12 * q * qp:
         sgn = 1.0 if rho >= 0 else -1.0
         s = math.sqrt(qp / q) * sgn
+        # u' = s u: fn(s u) has its kinks at k / s
+        kinks = sorted({*act.kinks, *(k / s for k in act.kinks)})
 
         def both(fn: NumFn) -> float:
-            return gaussian_expectation(lambda u: fn(u) * fn(s * u), act.kinks, q)
+            return gaussian_expectation(lambda u: fn(u) * fn(s * u), kinks, q)
 
         return both(act.phi), both(act.dphi)
     one = np.array([[rho]])

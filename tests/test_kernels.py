@@ -390,3 +390,17 @@ def test_kernel_report_closed_forms_and_series():
     t1, t2 = two_layer_kernels(gelu_num, 0.05)
     assert float(report["theta2"]["expr"].subs(RHO, 0.05)) == pytest.approx(float(t2), abs=1e-6)
     assert float(report["theta1"]["expr"].subs(RHO, 0.05)) == pytest.approx(float(t1), abs=1e-6)
+
+
+def test_generic_route_with_a_kink_away_from_zero():
+    """phi = relu(x - 0.5): the kink moves with the scale q (at g = 0.5/sqrt(q)); Mehler
+    series (per-q quadrature) and the u = -u' diagonal vs nested 2-D quadrature, to 1e-12."""
+    f = lambda x: np.maximum(x - 0.5, 0.0)  # noqa: E731
+    df = lambda x: (x > 0.5).astype(float)  # noqa: E731
+    act = NumericActivation(f, df, (0.5,), None)
+    for rho, q, qp in [(-1.2, 1.0, 1.44), (1.2, 1.0, 1.44), (0.3, 1.0, 1.2), (-0.2, 0.8, 1.1)]:
+        t1, t2 = two_layer_kernels(act, rho, q, qp)
+        assert float(t2) == pytest.approx(
+            dual_kernel_quadrature(f, f, [0.5], [0.5], rho, q, qp), abs=1e-12)
+        assert float(t1) == pytest.approx(
+            rho * dual_kernel_quadrature(df, df, [0.5], [0.5], rho, q, qp), abs=1e-12)
