@@ -292,6 +292,11 @@ def simulate(
     from meanfield.kernels import FullBatchStepper, StepParams, dense_velocity
 
     started = time.perf_counter()
+    try:
+        params = StepParams(activation=config.activation, loss=config.loss, h=config.h,
+                            alpha=config.alpha, dtype=config.dtype)
+    except ValueError as err:  # e.g. an activation the kernels cannot differentiate
+        raise ConfigError(f"activation/loss: {err}") from None
     ckpt = Path(checkpoint) if checkpoint is not None else None
     times, record = schedule(config)
     K = len(times) - 1
@@ -310,8 +315,6 @@ def simulate(
         if name in state.rng_states:
             rngs[name].bit_generator.state = state.rng_states[name]
 
-    params = StepParams(activation=config.activation, loss=config.loss, h=config.h,
-                        alpha=config.alpha, dtype=config.dtype)
     full_batch = config.batch == 0 and not config.online
     # the training-set stepper: drives the flow in full batch, otherwise only measures
     stepper = FullBatchStepper(train.X, train.y, params, config.threads, skip=full_batch)
