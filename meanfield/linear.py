@@ -27,12 +27,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from scipy.sparse.linalg import eigsh
 
-from analytic.kernels import NumericActivation, feature_map, two_layer_kernels
+from analytic.kernels import (
+    NumericActivation,
+    feature_map,
+    gaussian_expectations,
+    mehler_kernel,
+    two_layer_kernels,
+)
 
 NumFn = Callable[[np.ndarray], np.ndarray]
 
@@ -99,8 +106,6 @@ def infinite_width_ntk(
     ``max|r|^(K+1) < 1e-13`` (``K <= order``; the tail is at most that times
     ``E phi(u)^2``), and 1-D quadrature on the diagonal of a Gram matrix (``X2`` is ``None``).
     """
-    from analytic.kernels import gaussian_expectations, mehler_kernel
-
     same = X2 is None
     X2 = X if same else X2
     d = X.shape[1]
@@ -288,8 +293,6 @@ def verify_affine(
     ``analytic.activations.Activation`` (numpy callables by ``codegen.to_numpy``) or a
     :class:`NumericActivation` (then ``moments`` is required).
     """
-    from fractions import Fraction
-
     from analytic.kernels import affine_coefficients, numeric_activation
 
     if isinstance(activation, NumericActivation):
