@@ -5,9 +5,13 @@
   ``scipy.special``).
 - :func:`numba_source` / :func:`to_numba` -- scalar Python source using only ``math`` functions
   and builtins (``math.erf``, ``math.exp``, ``abs``, ``max``; ``Heaviside(u)`` becomes
-  ``(1.0 if u > 0 else (H0 if u == 0 else 0.0))`` with sympy's ``H0 = 1/2``, ``sign(u)`` becomes
-  ``(0.0 if u == 0 else math.copysign(1.0, u))``), with common subexpressions hoisted. The simulator
-  compiles it into its Numba kernels for any user activation and its derivative.
+  ``(1.0 if u > 0 else 0.0)``, ``sign(u)`` becomes ``(0.0 if u == 0 else math.copysign(1.0,
+  u))``), with common subexpressions hoisted. The simulator compiles it into its Numba kernels
+  for any user activation and its derivative.
+
+Convention at a jump: numeric code uses ``Heaviside(0) = 0`` (so ``relu'(0) = 0``, as in the
+simulator's NumPy and Numba paths), where sympy's symbolic ``Heaviside(0)`` is ``1/2``; the two
+differ only on a set of Gaussian measure zero, so no expectation depends on it.
 
 The generated source is printed from a sympy expression (built by the whitelist parser of
 ``analytic.activations`` or by derivation), never from user text, so executing it is safe.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sympy
 from sympy.printing.pycode import PythonCodePrinter
@@ -34,12 +39,26 @@ def latex(expr: sympy.Expr) -> str:
     return sympy.latex(expr)
 
 
+_STEP = sympy.Function("_step0")  # Heaviside with value 0 at 0, for the numeric code
+
+
+def _numeric_switches(expr: sympy.Expr) -> sympy.Expr:
+    return expr.replace(lambda e: isinstance(e, sympy.Heaviside), lambda e: _STEP(e.args[0]))
+
+
+def _np_step(u: Any) -> Any:
+    import numpy as np
+
+    return np.where(np.asarray(u) > 0, 1.0, 0.0)
+
+
 def to_numpy(expr: sympy.Expr, args: Sequence[sympy.Symbol] = (X,)) -> Callable:
-    """Vectorised NumPy function of ``args`` computing ``expr`` (``erf`` from scipy)."""
+    """Vectorised NumPy function of ``args`` computing ``expr`` (``erf`` from scipy;
+    ``Heaviside(0) = 0``, see the module docstring)."""
     from scipy import special
 
-    modules = [{"erf": special.erf, "erfc": special.erfc}, "numpy"]
-    return sympy.lambdify(tuple(args), expr, modules=modules)
+    modules = [{"erf": special.erf, "erfc": special.erfc, "_step0": _np_step}, "numpy"]
+    return sympy.lambdify(tuple(args), _numeric_switches(expr), modules=modules)
 
 
 class _ScalarPrinter(PythonCodePrinter):
@@ -49,9 +68,7 @@ class _ScalarPrinter(PythonCodePrinter):
         super().__init__({"fully_qualified_modules": True, "strict": True})
 
     def _print_Heaviside(self, expr: sympy.Heaviside) -> str:
-        arg = self._print(expr.args[0])
-        h0 = expr.args[1] if len(expr.args) > 1 else sympy.Rational(1, 2)
-        return f"(1.0 if ({arg}) > 0 else ({float(h0)!r} if ({arg}) == 0 else 0.0))"
+        return f"(1.0 if ({self._print(expr.args[0])}) > 0 else 0.0)"
 
     def _print_sign(self, expr: sympy.sign) -> str:
         arg = self._print(expr.args[0])

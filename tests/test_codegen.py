@@ -26,7 +26,10 @@ USER = ["Max(x, x**2 - 2) + sign(x)*tanh(x)", "Abs(x - 1)*exp(x/3)", "Heaviside(
 
 
 def reference(expr: sympy.Expr, x: float) -> float:
-    """sympy's own evaluation at 30 digits (Heaviside(0) = 1/2, sign(0) = 0)."""
+    """sympy's own evaluation at 30 digits, with the numeric convention Heaviside(0) = 0
+    (sympy's default is 1/2; sign(0) = 0 in both)."""
+    expr = expr.replace(lambda e: isinstance(e, sympy.Heaviside),
+                        lambda e: sympy.Heaviside(e.args[0], 0))
     return float(sympy.N(expr.xreplace({X: sympy.Float(x, 30)}), 30))
 
 
@@ -63,6 +66,15 @@ def test_numba_matches_python():
             assert phi(x) == pytest.approx(reference(act.expr, x), rel=1e-13, abs=1e-14)
             assert dphi(x) == pytest.approx(reference(act.derivative(1), x), rel=1e-13,
                                             abs=1e-14)
+
+
+def test_jump_convention():
+    """relu'(0) = step(0) = 0 in every numeric path (the simulator's convention)."""
+    relu, step = get_activation("relu"), get_activation("step")
+    assert to_python(relu.derivative(1))(0.0) == 0.0
+    assert to_numpy(step.expr)(np.array([0.0, 1e-300]))[0] == 0.0
+    assert to_numpy(step.expr)(np.array([0.0, 1e-300]))[1] == 1.0
+    assert numba_activation(relu)[1](0.0) == 0.0
 
 
 def test_numba_callable_inside_njit():
