@@ -102,9 +102,11 @@ def infinite_width_ntk(
     """Infinite-width ``(Theta1, Theta2)`` evaluated exactly on the data (no ``m``).
 
     Closed forms for relu/erf; otherwise the Mehler series with per-point coefficients
-    ``c_k(q_i)`` (``analytic.kernels.mehler_kernel``) off the diagonal, truncated where
-    ``max|r|^(K+1) < 1e-13`` (``K <= order``; the tail is at most that times
-    ``E phi(u)^2``), and 1-D quadrature on the diagonal of a Gram matrix (``X2`` is ``None``).
+    ``c_k(q_i)`` (``analytic.kernels.mehler_kernel``) off the diagonal, truncated after
+    ``K = min(order, first K with max|r|^(K+1) < 1e-13)`` terms (the neglected tail is at most
+    ``max|r|^(K+1)`` times the tail of ``E phi(u)^2``; with ``|r| ~ 1/sqrt(d)`` the cap binds
+    only for small ``d``), and 1-D quadrature on the diagonal of a Gram matrix (``X2`` is
+    ``None``).
     """
     same = X2 is None
     X2 = X if same else X2
