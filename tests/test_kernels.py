@@ -404,3 +404,36 @@ def test_generic_route_with_a_kink_away_from_zero():
             dual_kernel_quadrature(f, f, [0.5], [0.5], rho, q, qp), abs=1e-12)
         assert float(t1) == pytest.approx(
             rho * dual_kernel_quadrature(df, df, [0.5], [0.5], rho, q, qp), abs=1e-12)
+
+
+@pytest.mark.parametrize("a,b", [(0.1, 0.9), (-1.0, 2.0), (1.0, 0.0), (0.3, -0.5)])
+def test_piecewise_linear_forms_match_quadrature(a, b):
+    """phi = a x + b relu(x) (leaky relu, abs, linear, ...) vs nested 2-D quadrature."""
+    from analytic.kernels import piecewise_linear_forms
+
+    forms = piecewise_linear_forms(a, b)
+    f2 = sp.lambdify((RHO, Q, QP), forms.theta2, "numpy")
+    f1 = sp.lambdify((RHO, Q, QP), forms.theta1, "numpy")
+    phi = lambda x: a * x + b * np.maximum(x, 0.0)  # noqa: E731
+    dphi = lambda x: a + b * (x > 0)  # noqa: E731
+    for rho, q, qp in POINTS[:4]:
+        assert f2(rho, q, qp) == pytest.approx(
+            dual_kernel_quadrature(phi, phi, [0], [0], rho, q, qp), abs=1e-12)
+        assert f1(rho, q, qp) == pytest.approx(
+            rho * dual_kernel_quadrature(dphi, dphi, [0], [0], rho, q, qp), abs=1e-12)
+
+
+def test_kernel_report_recognises_piecewise_linear_and_low_polynomials():
+    from analytic.activations import get_activation
+    from analytic.gaussian import moments
+    from analytic.kernels import kernel_report, piecewise_linear_forms
+
+    for spec, (a, b) in (("abs", (-1, 2)), ("x*Heaviside(x) - 2*x", (-2, 1))):
+        report = kernel_report(get_activation(spec), moments(spec))
+        assert report["theta2"]["exact"]
+        assert sp.simplify(report["theta2"]["expr"] - piecewise_linear_forms(a, b).nngp) == 0
+    # quadratic: c_k = 0 beyond k = 2, the series is exact: E[u^2 u'^2] = 1 + 2 rho^2
+    report = kernel_report(get_activation("quadratic"), moments("quadratic"))
+    assert report["theta2"]["exact"] and not report["truncated"]
+    assert sp.expand(report["theta2"]["expr"] - (1 + 2 * RHO**2)) == 0
+    assert sp.expand(report["theta1"]["expr"] - 4 * RHO**2) == 0  # rho E[2u 2u'] = 4 rho^2
