@@ -14,7 +14,8 @@ at infinite width,
 Three routes to these expectations, each checked against the others in ``tests/``:
 
 - closed forms: relu (arc-cosine kernels of degree 1 and 0, Cho & Saul 2009) and erf (arcsin
-  kernel, Williams 1997), as sympy expressions in ``(rho, q, q')`` and numpy functions;
+  kernel, Williams 1997), as sympy expressions in ``(rho, q, q')`` and numpy functions, and
+  from them ``a x + b relu(x)`` (linear, leaky relu, abs) symbolically;
 - the Hermite (Mehler) series: with ``c_k(q) = E[phi(sqrt(q) g) He_k(g)]`` and
   ``r = rho / sqrt(q q')``, ``E[phi(u) phi(u')] = sum_k c_k(q) c_k(q') r^k / k!``; at
   ``q = q' = 1`` this is ``sum_k c_k^2 rho^k / k!`` with ``c_k = E[phi(g) He_k(g)]`` and, since
