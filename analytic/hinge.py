@@ -216,6 +216,7 @@ def relu_solution() -> dict[str, sp.Expr]:
     odd = sp.simplify((relu - relu.subs(u, -u)).rewrite(sp.Piecewise) / 2)
     out_per_node = alpha * a * odd.subs(u, w_par * x_par / sp.sqrt(d))
     S_expr = sp.diff(out_per_node, x_par).subs(a * w_par, sp.Symbol("E_aw"))
+    S_per_e_aw = sp.simplify(S_expr / sp.Symbol("E_aw"))
     S_expr = S_expr.subs(sp.Symbol("E_aw"), e_aw)
     S_coef = sp.simplify((S_expr / sp.sinh(2 * g)).rewrite(sp.exp))
     if S_coef.has(g):
@@ -232,6 +233,7 @@ def relu_solution() -> dict[str, sp.Expr]:
         "E_a_w_par": e_aw,
         "S": S_coef * sp.sinh(2 * g),
         "S_coef": S_coef,
+        "S_per_E_a_w_par": S_per_e_aw,
         "X": X_expr,
         "gamma_sat": g_sat,
         "f": S * x_par,
@@ -372,7 +374,10 @@ def population_integrands(act: Activation) -> dict[str, sp.Expr]:
 
     def both(expr: sp.Expr, comp_plus: sp.Expr, comp_minus: sp.Expr) -> sp.Expr:
         total = point(1, expr, comp_plus) + point(-1, expr, comp_minus)
-        return total / (alpha * beta)
+        out = sp.expand(total / (alpha * beta))
+        if out.has(alpha, beta):
+            raise DerivationError(f"population integrand not proportional to alpha beta: {out}")
+        return out
 
     F_a = both(eq["da_dt"], 0, 0)
     F_w = both(eq["dw_dt"], s, -s)
@@ -414,6 +419,7 @@ class HingeNumerics:
     support: Callable  # support(d): largest |x_par|
     density: Callable  # density(x, d) of x_par
     S_coef: Callable  # S_coef(alpha, sa, sw, d): S = S_coef sinh(2 gamma)
+    S_per_E_a_w_par: Callable  # (alpha, d): S = S_per_E_a_w_par * E[a w_par]
     kappa_coef: Callable  # kappa_coef(alpha, beta, d): d gamma/dt = kappa_coef * V
     early_slope: Callable  # early_slope(alpha, beta, d)
     C: Callable  # C(alpha, beta, h, d, sa, sw)
@@ -440,6 +446,7 @@ def numerics(law: str) -> HingeNumerics:
         support=_numeric(top if top is not sp.oo else sp.Float("inf") + 0 * d, (d,)),
         density=_numeric(dl["density"], (x, d)),
         S_coef=_numeric(sol["S_coef"], (alpha, sa, sw, d)),
+        S_per_E_a_w_par=_numeric(sol["S_per_E_a_w_par"], (alpha, d)),
         kappa_coef=_numeric(red["kappa"] / V, (alpha, beta, d)),
         early_slope=_numeric(dl["early_slope"], (alpha, beta, d)),
         C=_numeric(dl["C"], (alpha, beta, h, d, sa, sw)),

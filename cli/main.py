@@ -16,6 +16,7 @@ COMMANDS = {
     "compare": "cli.compare:compare",
     "reproduce": "cli.reproduce:reproduce",
     "simulate": "cli.simulate:simulate",
+    "theory": "cli.theory:theory",
 }
 
 

@@ -1,0 +1,52 @@
+"""``meanfield theory``: the mean-field theory of hinge-loss training to an HDF5 file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli.common import BadInput, config_options, reports_bad_input, resolve_config
+
+OPTIONS = (
+    "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "data", "dt", "growth",
+    "t_max", "n_times", "times", "x_par",
+)
+
+
+@click.command()
+@config_options(*OPTIONS)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="HDF5 file to write (netCDF4-valid); required unless --latex.")
+@click.option("--latex", is_flag=True,
+              help="print the derived equations (LaTeX) for the data law and exit.")
+@reports_bad_input
+def theory(config_path: str | None, output: str | None, latex: bool, **options: object
+           ) -> None:
+    """Solve the mean-field theory of Pellegrini & Biroli (arXiv:2006.11209) for the given
+    parameters: gamma(t), S, X, training error, loss, the asymptote gamma -> log(t)/4 + c,
+    t_sat(x_par) with --x-par, and finite-M / finite-N indicators (M, N). Record times: --times,
+    or the simulator's record times up to --t-max. ReLU uses the closed form; other
+    activations the population solver."""
+    from analytic.hinge import latex_equations
+    from meanfield.io import check_writable
+    from meanfield.theory import compute, write_theory
+
+    if options.get("times") is not None and options.get("t_max") is not None:
+        raise BadInput("give either --t-max or --times, not both")
+    config = resolve_config(config_path, **options)
+    if latex:
+        for name, eq in latex_equations(config.data).items():
+            click.echo(f"{name}: {eq}")
+        return
+    if output is None:
+        raise BadInput("-o/--output is required (or use --latex)")
+    out = check_writable(output)
+    result = compute(config, x_par=config.x_par or None)
+    write_theory(result, str(out))
+    click.echo(f"theory written to {Path(output)}")
+    click.echo(f"  {result.method}; {len(result.t)} times up to t={result.t[-1]:g}")
+    click.echo(f"  asymptote: gamma -> log(t)/4 + c, c = {result.asymptote_c:.6g} "
+               f"(C = {result.asymptote_C:.6g})")
+    click.echo(f"  final gamma = {result.gamma[-1]:.6g}, training error = "
+               f"{result.train_error[-1]:.3g}")
