@@ -508,6 +508,31 @@ def thread_settings() -> dict[str, Any]:
 # blocked dense engine
 
 
+_generic_cache: dict[str, Any] = {}
+
+
+def _generic_kernels(activation: str):
+    """Numba pass ``(Z, S, P) -> S = sigma(Z), P = sigma'(Z)`` for an activation without a
+    hand-written kernel, compiled from ``analytic.codegen`` (no ``cache``: exec-generated)."""
+    if activation not in _generic_cache:
+        from analytic.activations import get_activation
+        from analytic.codegen import numba_activation
+
+        sig, dsig = numba_activation(get_activation(activation))
+
+        @njit(parallel=True)
+        def apply(Z, S, P):
+            M = Z.shape[1]
+            for r in prange(Z.shape[0]):
+                for i in range(M):
+                    z = float(Z[r, i])
+                    S[r, i] = sig(z)
+                    P[r, i] = dsig(z)
+
+        _generic_cache[activation] = apply
+    return _generic_cache[activation]
+
+
 _PERIODS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 192)
 _period_cache: dict[tuple, int] = {}
 
@@ -583,7 +608,7 @@ class _Engine:
         self.acc_a = np.empty(M, dt)
         self.acc_a64 = np.empty(M, np.float64)
         self.Ws = np.empty((M, d), dt)
-        self.np_act = _np_activation(params) if generic else None
+        self.generic = _generic_kernels(params.activation) if generic else None
 
     def blocks(self, X: np.ndarray, rows: np.ndarray | None, W: np.ndarray):
         """Forward GEMMs: yields ``(idx, slot, Z, S, P, Xb)`` per block, ``idx`` the global
@@ -613,8 +638,7 @@ class _Engine:
                 _gather(X, idx, slot, Xb)
             np.matmul(Xb, WsT, out=self.Z)
             if self.kind == _GENERIC:
-                self.S[...] = self.np_act[0](self.Z)
-                self.P[...] = self.np_act[1](self.Z)
+                self.generic(self.Z, self.S, self.P)
             yield idx, slot, self.Z, self.S, self.P, Xb
             start += n
 
