@@ -192,7 +192,7 @@ def _compute(F: sympy.Expr) -> Value:
     pieces, exact_bounds = _split(F)
     if exact_bounds:
         try:
-            total = sympy.Add(*(_exact_piece(f, a, b) for a, b, f in pieces))
+            total = _exact_total(F)
         except _NoClosedForm:
             pass
         else:
@@ -203,6 +203,19 @@ def _compute(F: sympy.Expr) -> Value:
     if sympy.expand(F.xreplace({X: -X}) + F) == 0:
         return _exact_value(sympy.S.Zero)  # odd and integrable
     return _numeric_value(_numeric(pieces))
+
+
+def _exact_total(F: sympy.Expr) -> sympy.Expr:
+    """``int F(x) exp(-x^2/2) dx`` in closed form: the terms of ``F`` without switches over the
+    whole line (where ``erf`` factors have closed forms), the others piece by piece."""
+    smooth, switched = [], []
+    for term in sympy.Add.make_args(sympy.expand(F)):
+        (switched if _innermost_switch(term) is not None else smooth).append(term)
+    total = _exact_piece(sympy.Add(*smooth), sympy.S.NegativeInfinity, sympy.S.Infinity)
+    if switched:
+        pieces, _ = _split(sympy.Add(*switched))
+        total += sympy.Add(*(_exact_piece(f, a, b) for a, b, f in pieces))
+    return total
 
 
 def _real_part(total: sympy.Expr) -> sympy.Expr:
