@@ -71,7 +71,7 @@ def _fmt(v: Any) -> str:
 
 
 @click.command("derive")
-@click.argument("activation")
+@click.argument("activation", required=False)
 @click.option("--d", "d", default=None, metavar="D",
               help=f"Input dimension; t2 = 1/D (isotropic data). [default: {DEFAULT_D}]")
 @click.option("--t2", "t2", default=None, metavar="T",
@@ -83,7 +83,7 @@ def _fmt(v: Any) -> str:
 @click.option("--verify", is_flag=True,
               help="Also check the affine NTK against an empirical NTK as d grows (slow).")
 @reports_bad_input
-def derive(activation: str, d: str | None, t2: str | None, lr_ratio: str, as_json: bool,
+def derive(activation: str | None, d: str | None, t2: str | None, lr_ratio: str, as_json: bool,
            as_latex: bool, verify: bool) -> None:
     """Closed forms for ACTIVATION: a named activation (relu, leaky_relu[:SLOPE], abs, linear,
     quadratic, cubic, step, erf, tanh, sigmoid, softplus, gelu) or an expression in x, e.g.
@@ -93,6 +93,11 @@ def derive(activation: str, d: str | None, t2: str | None, lr_ratio: str, as_jso
     E_phi2 = E phi^2, E_dphi2 = E phi'^2 (g ~ N(0,1); exact or numeric), and the affine NTK
     coefficients (ones, data, identity) for first-, second- and both-layer training.
     """
+    if activation is None:
+        from analytic.activations import NAMES
+
+        raise BadInput(f"missing ACTIVATION; allowed: one of {', '.join(NAMES)} "
+                       "or an expression in x, e.g. \"x*tanh(x)\"")
     if as_json and as_latex:
         raise BadInput("--json and --latex are exclusive; allowed: at most one of them")
     dim, t2_value, ratio = _resolve(d, t2, lr_ratio)

@@ -120,6 +120,7 @@ def test_latex_output():
     (["relu", "--lr-ratio", "inf"], "--lr-ratio='inf'"),
     (["relu", "--json", "--latex"], "exclusive"),
     (["leaky_relu:2"], "slope"),
+    ([], "missing ACTIVATION"),
 ])
 def test_bad_input_one_line_exit_2(args, problem):
     result = run(*args)
