@@ -224,21 +224,6 @@ def checkpoint_config(path: str | Path) -> Config:
 # --------------------------------------------------------------------------- the run
 
 
-def _thread_settings(threads: int) -> dict[str, Any]:
-    import numba
-    from threadpoolctl import threadpool_info
-
-    pools = [
-        {k: p.get(k) for k in ("user_api", "internal_api", "num_threads")}
-        for p in threadpool_info()
-    ]
-    return {
-        "threads": threads,
-        "numba_threads": int(numba.get_num_threads()),
-        "thread_pools": json.dumps(pools),
-    }
-
-
 def _initial_moments(a0: np.ndarray, W0: np.ndarray) -> dict[str, float]:
     a = a0.astype(np.float64)
     wp = W0[:, 0].astype(np.float64)
@@ -289,7 +274,7 @@ def simulate(
     """
     from tqdm import tqdm
 
-    from meanfield.kernels import FullBatchStepper, StepParams, dense_velocity
+    from meanfield.kernels import FullBatchStepper, StepParams, dense_velocity, thread_settings
 
     started = time.perf_counter()
     try:
@@ -317,10 +302,11 @@ def simulate(
 
     full_batch = config.batch == 0 and not config.online
     # the training-set stepper: drives the flow in full batch, otherwise only measures
-    stepper = FullBatchStepper(train.X, train.y, params, config.threads, skip=full_batch)
+    # the teacher e_1 is a direction W moves along: it tightens the skipping bound
+    stepper = FullBatchStepper(train.X, train.y, params, config.threads, skip=full_batch,
+                               directions=np.eye(1, config.d))
     if state.stepper_state is not None:
         stepper.set_state(state.stepper_state)
-    threads = _thread_settings(config.threads)
 
     dtype = np.dtype(config.dtype)
     a, W = state.a, state.W
@@ -443,7 +429,8 @@ def simulate(
     node_index = np.arange(n_node)
     attrs: dict[str, Any] = {
         **_initial_moments(state.a0, state.W0),
-        **threads,
+        "threads": config.threads,
+        **thread_settings(),
         "n_steps": K,
         "evaluated_total": state.evaluated_total,
         # velocity calls: one per stage of every step, plus the final state's measurement

@@ -323,6 +323,11 @@ def test_gamma_follows_the_mean_field_theory():
     res = simulate(c)
     steps, record = schedule(c)
     theory = _gamma_mean_field_on_schedule(c, steps)[record]
+    # meanfield.theory's own push through the schedule (population moments) is the same curve
+    from meanfield.theory import compute_on_schedule
+
+    np.testing.assert_allclose(compute_on_schedule(c, steps, record=record).gamma, theory,
+                               rtol=1e-9, atol=1e-12)
     assert 0.5 < res.series["train_error"][-1] < 0.95
     np.testing.assert_allclose(res.series["gamma"][1:], theory[1:], rtol=0.02)
     assert res.series["gamma"][0] == 0.0
