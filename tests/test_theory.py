@@ -1,0 +1,276 @@
+"""meanfield.theory: gamma(t) two ways, asymptotes, observables against Monte Carlo, the Euler
+push against a direct numpy simulation, the population solver against closed forms."""
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+from scipy.integrate import solve_ivp
+
+from meanfield import theory as T
+from meanfield.config import make_config
+
+TIMES = np.concatenate([[0.0], np.geomspace(1e-4, 1e12, 10_000)])
+
+
+@pytest.mark.parametrize("data", ["gaussian", "sphere"])
+def test_ode_and_quadrature_agree_to_1e9_up_to_1e12(data):
+    """The two independent routes (DOP853 ODE in log(1 + t/t0), Gauss-Legendre quadrature of
+    t(gamma) + Newton) on 10^4 log-spaced times up to 1e12; finite everywhere."""
+    for c in (make_config(d=20, data=data), make_config(d=400, data=data, alpha=3.0, h=0.5,
+                                                        sa=0.5, sw=2.0, beta=2.0)):
+        gq = T.gamma_of_t(c, TIMES, "quad")
+        go = T.gamma_of_t(c, TIMES, "ode")
+        assert np.all(np.isfinite(gq)) and np.all(np.isfinite(go))
+        assert gq[0] == 0 and np.all(np.diff(gq) > 0)
+        np.testing.assert_allclose(go[1:], gq[1:], rtol=1e-9)
+
+
+@pytest.mark.parametrize("data", ["gaussian", "sphere"])
+def test_late_asymptote_and_early_slope(data):
+    """slope d gamma/d log t -> 1/4 and gamma - log(t)/4 - c -> 0, both O(t^-1/2) (checked
+    shrinking); gamma(t)/t -> the early slope (relative O(t))."""
+    c = make_config(d=50, data=data)
+    r = T.compute(c, times=TIMES)
+    late = r.t > 1e6
+    resid = r.gamma - np.log(np.maximum(r.t, 1e-300)) / 4 - r.asymptote_c
+    assert abs(resid[-1]) < 1e-5 and abs(r.slope[-1] - 0.25) < 1e-5
+    assert np.all(np.diff(np.abs(resid[late])) < 0)
+    # quadratic-in-t0 check of the early slope with an independent ODE value
+    early = T.gamma_of_t(c, [1e-7], "ode")[0] / 1e-7
+    assert early == pytest.approx(T._Relu.of(c).rate0, rel=1e-6)
+
+
+@pytest.mark.parametrize("data", ["gaussian", "sphere"])
+def test_t_sat_is_when_S_x_reaches_h(data):
+    """t_sat by quadrature; at that time the ODE's gamma gives S |x_par| = h (1e-8)."""
+    c = make_config(d=20, data=data)
+    xs = np.array([0.02, 0.3, 1.0, 2.5])
+    ts = T.t_sat(c, xs)
+    assert np.all(np.diff(ts) < 0)
+    g = T.gamma_of_t(c, ts[::-1], "ode")[::-1]
+    S = np.exp(T._Relu.of(c).log_S(g))
+    np.testing.assert_allclose(S * xs, c.h, rtol=1e-8)
+    assert T.t_sat(c, [0.0])[0] == np.inf
+
+
+@pytest.mark.parametrize("data", ["gaussian", "sphere"])
+def test_train_error_and_loss_against_sampled_data(data):
+    """P(y f < h) and <(h - y f)_+> with f = S x_par over 10^6 sampled examples, within 5
+    standard errors of the sample means."""
+    rng = np.random.default_rng(5)
+    d, n = 12, 1_000_000
+    c = make_config(d=d, data=data)
+    r = T.compute(c, times=[0.0, 3.0, 30.0, 300.0])
+    x = rng.normal(size=(n, d))
+    if data == "sphere":
+        x *= math.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True)
+    margin = np.abs(x[:, 0])
+    for S, P, L in zip(r.S, r.train_error, r.loss, strict=True):
+        uns = S * margin < c.h
+        hinge = np.maximum(c.h - S * margin, 0)
+        assert P == pytest.approx(uns.mean(), abs=5 * uns.std() / math.sqrt(n) + 1e-12)
+        assert L == pytest.approx(hinge.mean(), abs=5 * hinge.std() / math.sqrt(n) + 1e-12)
+
+
+def test_node_trajectories_overflow_safe_and_exact():
+    a0, w0 = np.array([0.3, -1.0]), np.array([0.5, 1.0])
+    g = np.array([0.0, 0.7, 400.0])
+    a, w = T.node_trajectories(a0, w0, g)
+    np.testing.assert_allclose(a[:2], a0 * np.cosh(g[:2, None]) + w0 * np.sinh(g[:2, None]),
+                               rtol=1e-14)
+    np.testing.assert_allclose(w[:2], w0 * np.cosh(g[:2, None]) + a0 * np.sinh(g[:2, None]),
+                               rtol=1e-14)
+    assert np.all(np.isfinite(a)) and np.all(np.isfinite(w))
+    # node 1 has a0 = -w0: it decays as exp(-gamma) exactly
+    assert a[2, 1] == pytest.approx(-math.exp(-400.0), rel=1e-12)
+
+
+def test_f_spread_against_monte_carlo():
+    """f_spread (data-RMS std of f over draws of M nodes) and f_spread_x (std at fixed x_par)
+    against the sample variance of per-node terms (M = 1 spread / sqrt(M)); 3% relative,
+    about 5 standard errors of a variance from 10^6 terms."""
+    rng = np.random.default_rng(6)
+    d, n = 10, 1_000_000
+    c = make_config(d=d, M=100, sa=0.9, sw=1.2, alpha=1.5)
+    g = 0.8
+    a0, W = rng.normal(0, c.sa, n), rng.normal(0, c.sw, (n, d))
+    a, w = T.node_trajectories(a0, W[:, 0], np.array([g]))
+    W[:, 0] = w[0]
+    x = rng.normal(size=(n, d))  # one example per node: E_x Var_node
+    terms = c.alpha * a[0] * np.maximum(np.sum(W * x, axis=1) / math.sqrt(d), 0)
+    S = math.exp(T._Relu.of(c).log_S(np.array([g]))[0])
+    var_total = np.mean((terms - S * x[:, 0]) ** 2)  # E_x Var_node, E_node term = S x_par
+    assert T.f_spread(c, np.array([g]), np.array([S]))[0] == pytest.approx(
+        math.sqrt(var_total / c.M), rel=0.03)
+    x_par = 1.3
+    xx = rng.normal(size=(n, d))
+    xx[:, 0] = x_par
+    terms_x = c.alpha * a[0] * np.maximum(np.sum(W * xx, axis=1) / math.sqrt(d), 0)
+    # Gaussian x_perp: |x_perp|^2 fluctuates around d - 1, which the formula takes fixed;
+    # the effect is O(1/d) on the variance of a term and inside the tolerance
+    assert T.f_spread_x(c, np.array([g]), np.array([x_par]))[0, 0] == pytest.approx(
+        terms_x.std() / math.sqrt(c.M), rel=0.03)
+
+
+def test_validity_against_sampled_drive():
+    """|(1/N) sum y theta(u) x_perp 1_U| / V from sampled data sets (RMS over repetitions)
+    against sqrt(E[|x_perp|^2 1_U]/(2N)) / V; 10% (40 repetitions of a norm of 29 components
+    gives a standard error of the RMS under 3%)."""
+    rng = np.random.default_rng(7)
+    d, N = 30, 4000
+    c = make_config(d=d, N=N)
+    r = T.compute(c, times=[0.0, 20.0])
+    X = r.X[1]
+    w = rng.normal(size=d)
+    norms = []
+    for _ in range(40):
+        x = rng.normal(size=(N, d))
+        y = np.sign(x[:, 0])
+        uns = np.abs(x[:, 0]) < X
+        g = ((y * (x @ w > 0) * uns)[:, None] * x).mean(axis=0)
+        norms.append(np.sum(g[1:] ** 2))
+    V = float(T.hinge.numerics("gaussian").V(X, d))
+    assert r.validity[1] == pytest.approx(math.sqrt(np.mean(norms)) / V, rel=0.1)
+
+
+def test_euler_push_converges_to_the_flow_at_first_order():
+    """Halving dt halves the distance between the Euler push and the flow (first order)."""
+    c = make_config(d=20)
+    errs = []
+    for dt in (0.2, 0.1, 0.05):
+        steps = np.arange(0, 40 + dt / 2, dt)
+        r = T.compute_on_schedule(c, steps)
+        errs.append(abs(r.gamma[-1] - T.gamma_of_t(c, [steps[-1]])[0]))
+    assert errs[0] / errs[1] == pytest.approx(2, rel=0.05)
+    assert errs[1] / errs[2] == pytest.approx(2, rel=0.05)
+
+
+def test_euler_push_follows_a_direct_numpy_simulation():
+    """M = 1000 ReLU nodes, N = 20000 Gaussian examples, d = 20, 6 explicit Euler steps of
+    dt = 2 of -beta M dL/dtheta (written here from the network, not from the theory), against
+    compute_on_schedule with the sample's own initial moments.
+
+    Stated statistical error (relative, on gamma): the sample mean of |x_par| 1_U that sets V
+    has relative std sqrt(Var|x_par| / N)/E|x_par| (~0.5%), and each node's a-drive carries
+    an O(validity) fluctuation averaged over M nodes by the estimator (validity/sqrt(M));
+    tolerance = 4 x their sum."""
+    rng = np.random.default_rng(8)
+    M, N, d, dt, n_steps = 1000, 20_000, 20, 2.0, 6
+    c = make_config(d=d, M=M, N=N)
+    a0 = rng.normal(0, c.sa, M)
+    W0 = rng.normal(0, c.sw, (M, d))
+    x = rng.normal(size=(N, d))
+    y = np.sign(x[:, 0])
+    a, W = a0.copy(), W0.copy()
+    gam = [0.0]
+    u0 = a0 + W0[:, 0]
+    for _ in range(n_steps):
+        pre = x @ W.T / math.sqrt(d)
+        act = np.maximum(pre, 0)
+        f = c.alpha / M * act @ a
+        yu = y * (y * f < c.h) / N
+        da = c.beta * c.alpha * (yu @ act)
+        dW = c.beta * c.alpha * a[:, None] * (((pre > 0) * yu[:, None]).T @ x) / math.sqrt(d)
+        a, W = a + dt * da, W + dt * dW
+        gam.append(math.log(np.sum((a + W[:, 0]) * u0) / np.sum(u0**2)))
+    moments = {"a2": np.mean(a0**2), "w2": np.mean(W0[:, 0] ** 2),
+               "aw": np.mean(a0 * W0[:, 0])}
+    r = T.compute_on_schedule(c, dt * np.arange(n_steps + 1), init_moments=moments)
+    rel_V = math.sqrt(1 - 2 / math.pi) / math.sqrt(2 / math.pi) / math.sqrt(N)
+    tol = 4 * (rel_V + r.validity[1] / math.sqrt(M))
+    np.testing.assert_allclose(np.array(gam[1:]), r.gamma[1:], rtol=tol)
+    assert r.gamma[-1] > 0.5  # the test covers a real change of gamma
+
+
+def test_euler_push_with_sample_moments_equals_pushing_the_sample():
+    """A finite set of nodes pushed by Euler steps of da/dt = kappa w_par, dw_par/dt = kappa a,
+    with kappa from the nodes' own S = alpha mean(a w_par)/(2 sqrt d) and the Gaussian V
+    (written here): gamma_+ (the estimator), gamma_- and S equal compute_on_schedule with the
+    sample's moments to 1e-10 (only rounding differs). Large steps (eps up to ~1) make the
+    gamma_+ / gamma_- distinction visible."""
+    rng = np.random.default_rng(9)
+    c = make_config(d=5, alpha=2.0, sa=1.3, sw=0.6)
+    a0, w0 = rng.normal(0, c.sa, 50), rng.normal(0, c.sw, 50)
+    steps = np.array([0.0, 3.0, 5.0, 9.0, 10.0, 30.0])
+    a, w = a0.copy(), w0.copy()
+    gp, gm, S_list = [0.0], [0.0], []
+    u0, v0 = a0 + w0, a0 - w0
+    for dt in np.diff(steps):
+        S = c.alpha * np.mean(a * w) / (2 * math.sqrt(c.d))
+        S_list.append(S)
+        X = c.h / S if S > 0 else math.inf
+        kappa = c.beta * c.alpha * -math.expm1(-X * X / 2) / math.sqrt(2 * math.pi * c.d)
+        a, w = a + dt * kappa * w, w + dt * kappa * a
+        gp.append(math.log(np.sum((a + w) * u0) / np.sum(u0**2)))
+        gm.append(-math.log(abs(np.sum((a - w) * v0) / np.sum(v0**2))))
+    moments = {"a2": np.mean(a0**2), "w2": np.mean(w0**2), "aw": np.mean(a0 * w0)}
+    r = T.compute_on_schedule(c, steps, init_moments=moments)
+    np.testing.assert_allclose(r.gamma, gp, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(r.gamma_minus, gm, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(r.S[:-1], S_list, rtol=1e-10, atol=1e-14)
+    assert abs(r.gamma[-1] - r.gamma_minus[-1]) > 0.01
+
+
+@pytest.mark.parametrize("data", ["gaussian", "sphere"])
+def test_population_solver_reproduces_relu_closed_form(data):
+    """The general-activation solver given relu: gamma, S, train error, loss to 1e-6 (ODE
+    rtol 1e-9; the quadratures are exact for ReLU thanks to the symmetric point sets)."""
+    c = make_config(d=20, data=data)
+    t = np.array([0.0, 1.0, 10.0, 100.0])
+    pop = T.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9)
+    ref = T.compute(c, times=t)
+    for name in ("gamma", "S", "train_error", "loss"):
+        np.testing.assert_allclose(getattr(pop, name), getattr(ref, name), rtol=1e-6,
+                                   atol=1e-12, err_msg=name)
+
+
+def test_population_solver_linear_activation_against_hand_derived_ode():
+    """sigma(x) = x, derived by hand for this test: da/dt = 2 kappa w_par, dw_par/dt =
+    2 kappa a (kappa = beta alpha V/sqrt d), f = alpha E[a w_par] x_par/sqrt d =
+    2 S_relu(gamma) x_par, so gamma' = 2 beta alpha V(h/(2 S_relu))/sqrt d, solved here with
+    solve_ivp; relative 1e-6."""
+    c = make_config(d=20, activation="linear")
+    t = np.array([0.0, 2.0, 20.0, 100.0])
+    pop = T.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9)
+    K = c.alpha * (c.sa**2 + c.sw**2) / (4 * math.sqrt(c.d))
+
+    def rate(_t, g):
+        X = c.h / (2 * K * math.sinh(2 * g[0])) if g[0] > 0 else math.inf
+        V = -math.expm1(-X * X / 2) / math.sqrt(2 * math.pi)
+        return [2 * c.beta * c.alpha * V / math.sqrt(c.d)]
+
+    ref = solve_ivp(rate, (0, t[-1]), [0.0], t_eval=t, rtol=1e-12, atol=1e-14).y[0]
+    np.testing.assert_allclose(pop.gamma, ref, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(pop.S, 2 * K * np.sinh(2 * ref), rtol=1e-6, atol=1e-12)
+
+
+def test_theory_refuses_what_it_does_not_cover():
+    with pytest.raises(T.TheoryError, match="hinge"):
+        T.compute(make_config(loss="squared"), times=[0, 1])
+    with pytest.raises(T.TheoryError, match="relu"):
+        T.compute_on_schedule(make_config(activation="tanh"), [0, 1])
+    with pytest.raises(T.TheoryError, match="increasing"):
+        T.compute(make_config(), times=[0, 2, 1])
+
+
+def test_write_theory_layout(tmp_path):
+    c = make_config(d=20, t_max=100.0, n_times=20, x_par=(0.0, 0.5, 1.0))
+    r = T.compute(c, x_par=c.x_par)
+    assert r.t[0] == 0 and r.t[-1] == 100.0
+    path = tmp_path / "theory.h5"
+    T.write_theory(r, str(path))
+    ds = xr.open_dataset(path, engine="h5netcdf")
+    for name in ("gamma", "S", "X", "train_error", "loss", "slope", "validity", "f_spread"):
+        assert ds[name].dims == ("t",)
+        assert ds[name].attrs["units"] and ds[name].attrs["long_name"]
+    assert ds["t_sat"].dims == ("x_par",)
+    np.testing.assert_allclose(ds["gamma"].values, r.gamma)
+    with h5py.File(path) as f:
+        assert f.attrs["meanfield_kind"] == "theory"
+        assert f.attrs["asymptote_c"] == pytest.approx(r.asymptote_c)
+        assert f.attrs["asymptote_C"] == pytest.approx(r.asymptote_C)
+        assert "gamma" in f.attrs["latex_gamma_equation"]
+        assert f.attrs["config"] == c.to_json()
