@@ -49,6 +49,14 @@ def _node_panel(ax, t, sim, th, name: str) -> None:
     ax.set_ylabel(name)
 
 
+def _window_end(ax, d: dict) -> None:
+    """A dotted vertical line where the comparison window ends (the theory's limit), if it
+    ends before the last record time."""
+    inside = d["t"][d["window"] == 1]
+    if inside.size and inside.max() < d["t"].max():
+        ax.axvline(inside.max(), ls=":", color="gray", lw=1, label="end of comparison window")
+
+
 def fig1(compare_path: str | Path, out: str | Path) -> Path:
     """The four-panel Fig. 1 from a comparison file, written to ``out`` (png or pdf)."""
     return _save(draw_fig1(compare_path), out)
@@ -95,6 +103,7 @@ def draw_fig1(compare_path: str | Path) -> Figure:
     late = np.log(t[pos]) / 4 + c
     ax_g.plot(t[pos][late > 0], late[late > 0], "-.", color="C1",
               label=rf"late: $\log(t)/4 {c:+.3f}$")
+    _window_end(ax_g, d)
     ax_g.set_xscale("log")
     ax_g.set_ylim(0, top)
     ax_g.set_xlabel("t")
@@ -110,8 +119,14 @@ def draw_fig1(compare_path: str | Path) -> Figure:
         ts, xp = ts[idx], xp[idx]
     ax_x.plot(ts, xp, ".", ms=2, alpha=0.4, color="C0", label="examples")
     band = np.isfinite(d["band_hi"]) & pos
-    ax_x.fill_between(t[band], d["band_lo"][band], d["band_hi"][band], color="C1", alpha=0.25,
-                      label="finite-M band")
+    ax_x.fill_between(t[band], d["band_lo"][band], d["band_hi"][band], color="C1", alpha=0.2,
+                      label=r"finite-M band $\pm 3\sigma_f$")
+    if "f_spread_edge" in d:  # (h +- sigma)/S = X (1 +- sigma/h)
+        rel = d["f_spread_edge"] / float(attrs["h"])
+        one = band & np.isfinite(rel) & np.isfinite(d["X_theory"])
+        ax_x.fill_between(t[one], d["X_theory"][one] * np.maximum(1 - rel[one], 0),
+                          d["X_theory"][one] * (1 + rel[one]), color="C1", alpha=0.35,
+                          label=r"$\pm 1\sigma_f$")
     finite = np.isfinite(d["X_theory"]) & pos
     ax_x.plot(t[finite], d["X_theory"][finite], "-", color="k", label=r"$X(\gamma(t))=h/S$")
     if d["bin_median"].size:
@@ -148,6 +163,7 @@ def draw_errors(compare_path: str | Path) -> Figure:
     ax_l.plot(t[pos], d["loss_simulation"][pos], "o", ms=3, mfc="none", label="simulation")
     ax_l.plot(t[pos], d["loss_theory"][pos], "-", color="k", label="theory (flow)")
     for ax, name in ((ax_e, "unsatisfied fraction"), (ax_l, "loss")):
+        _window_end(ax, d)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("t")
