@@ -30,9 +30,12 @@ else against the flow. Metrics (all dimensionless):
   the same operator for both curves) as relative RMS distance
   ``sqrt(sum (s_sim - s_th)^2 / sum s_th^2)``;
 - ``x_par``: each example first satisfied at ``t_sat`` should have ``|x_par| = X(gamma(t_sat))``
-  (``X = h / S`` the edge of the unsatisfied set) up to the finite-``M`` spread of ``f``:
-  the metric is the fraction of examples outside the band
-  ``[(h - k sigma_f) / S, (h + k sigma_f) / S]`` (``k = BAND_K``) at ``t_sat``.
+  (``X = h / S`` the edge of the unsatisfied set; between ``X(t_n)`` and ``X(t_{n-1})`` for
+  ``t_sat = t_n`` on the simulation's grid): the largest relative distance between the median
+  ``|x_par|`` of a ``log t_sat`` bin and the median prediction for the same examples;
+- ``x_par_band``: the fraction of those examples outside the finite-``M`` band
+  ``[(h - k sigma_f) / S, (h + k sigma_f) / S]`` (``k = BAND_K``, ``sigma_f`` the standard
+  deviation of ``f`` at ``|x_par| = X`` over draws of ``M`` nodes, from the theory).
 
 The comparison window is ``0 < t`` up to the first time the theory stops being applicable:
 the theory's finite-``N`` validity indicator (ratio of the drive orthogonal to ``w*`` to the
