@@ -319,7 +319,7 @@ def test_gamma_follows_the_mean_field_theory():
     unsatisfied set has started to shrink (so the X-dependence of the rate is exercised).
     Finite N shifts the drive by the sampling error of E|x_par| (0.5% standard error) and
     finite M the node average; the measured deviation is below 0.5%, the tolerance 2%."""
-    c = make_config(M=400, N=20_000, d=100, n_test=0, dt=2.0, t_max=44.0, n_times=8, seed=1)
+    c = make_config(M=400, N=20_000, d=100, n_test=0, dt=4.0, t_max=44.0, n_times=8, seed=1)
     res = simulate(c)
     steps, record = schedule(c)
     theory = _gamma_mean_field_on_schedule(c, steps)[record]
