@@ -670,7 +670,7 @@ def compare(
     """Compare a simulation with a theory (a file, a :class:`Theory`, or ``None``: computed
     for the simulation's configuration).
 
-    With ``on_schedule`` (ReLU hinge theory only) the theory is also pushed through the
+    With ``on_schedule`` (ReLU theory, Euler simulation) the theory is also pushed through the
     simulation's step schedule and initial sample moments, and the verdicts use that version.
     A theory made for other parameters is compared all the same, with a
     :class:`CompareWarning` naming the fields that differ.
@@ -689,13 +689,21 @@ def compare(
             CompareWarning,
             stacklevel=2,
         )
+    notes = []
+    if on_schedule and theory.config.activation.strip() != "relu":
+        notes.append("the theory on the simulation's schedule exists for ReLU only: verdicts "
+                     "against the flow")
+        on_schedule = False
+    if on_schedule and sim.config.integrator != "euler":
+        notes.append(f"the simulation integrates with {sim.config.integrator}, the schedule "
+                     "theory is an explicit Euler push: verdicts against the flow")
+        on_schedule = False
     flow = with_edge_spread(resample(theory.curves, sim.t), theory.config)
     schedule = (with_edge_spread(schedule_theory(theory.config, sim), theory.config)
                 if on_schedule else None)
     ref = schedule if schedule is not None else flow
     window, limits = comparison_window(sim, ref)
     tol = tolerances(sim.config)
-    notes = []
     if np.isnan(flow.gamma[sim.t > 0]).any():
         notes.append("the theory does not cover the whole simulated time range; the comparison "
                      "uses the overlap only")
