@@ -59,6 +59,10 @@ REF = {
 }
 HE = {0: lambda x: 1, 1: lambda x: x, 2: lambda x: x**2 - 1, 3: lambda x: x**3 - 3 * x}
 EXACT = {"relu", "leaky_relu", "abs", "linear", "quadratic", "cubic", "step", "erf", "gelu"}
+# proven through the even part F(x) + F(-x): tanh odd; sigmoid(x) + sigmoid(-x) = 1;
+# x (softplus(x) - softplus(-x)) = x^2
+BY_SYMMETRY = {("tanh", "nu"), ("tanh", "mu2"), ("sigmoid", "nu"), ("sigmoid", "mu2"),
+               ("softplus", "zeta"), ("softplus", "mu3")}
 
 
 def gauss_quad(F, kinks=()) -> mp.mpf:
@@ -88,7 +92,7 @@ def test_moments_match_quadrature(name):
         assert close(got["E_dphi2"].value, gauss_quad(lambda x: dphi(x) ** 2, kinks))
     for key, v in got.items():
         assert isinstance(v, Value)
-        assert v.exact == (name in EXACT or (name in ("tanh",) and key in ("nu", "mu2"))), key
+        assert v.exact == (name in EXACT or (name, key) in BY_SYMMETRY), key
         assert (v.expr is not None) == v.exact
 
 
@@ -124,8 +128,10 @@ def test_done_when_closed_forms():
     assert all(v.exact for v in gelu.values())
     for name in ("tanh", "sigmoid", "softplus"):
         m = moments(name)
-        assert not m["zeta"].exact and m["zeta"].expr is None
-        assert m["zeta"].latex == f"{m['zeta'].value:.15g}"
+        assert not m["E_phi2"].exact and m["E_phi2"].expr is None
+        assert m["E_phi2"].latex == f"{m['E_phi2'].value:.15g}"
+    assert moments("sigmoid")["nu"].expr == sympy.Rational(1, 2)
+    assert moments("softplus")["zeta"].expr == sympy.Rational(1, 2)
 
 
 def test_exact_latex_is_the_closed_form():
