@@ -309,9 +309,7 @@ def _piecewise_terms(draw):
     return expr, sorted(kinks)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(_piecewise_terms())
-def test_exact_route_on_random_piecewise_expressions(case):
+def _check_random_case(case):
     expr, kinks = case
     got = expectation(expr)
     f = sympy.lambdify(X, expr, modules=[{"Heaviside": _heav}, "mpmath"])
@@ -320,3 +318,16 @@ def test_exact_route_on_random_piecewise_expressions(case):
     # closed form vs 20-digit quadrature: 1e-12 of E|F| (relative when there is no cancellation)
     assert abs(got.value - float(ref)) <= 1e-12 * max(float(scale), 1e-300), (expr, got)
     assert got.exact  # switches and erf are never mixed within one generated term
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_piecewise_terms())
+def test_exact_route_on_random_piecewise_expressions(case):
+    _check_random_case(case)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_piecewise_terms())
+def test_exact_route_on_many_random_piecewise_expressions(case):
+    _check_random_case(case)
