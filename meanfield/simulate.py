@@ -79,6 +79,8 @@ SERIES: dict[str, tuple[str, str]] = {
     "n_evaluated": ("examples", "forward evaluations in the step starting at t "
                                 "(both Heun stages; full batch: examples not certified "
                                 "satisfied by the margin bound)"),
+    "n_evaluated_mean": ("examples", "mean forward evaluations per step over the steps "
+                                     "since the previous record time (this one included)"),
 }
 _INTEGER_SERIES = ("step", "n_evaluated")
 # name -> (units, long_name) of the variables on (t, node)
@@ -134,6 +136,8 @@ class _State:
     test_t_sat: np.ndarray
     rng_states: dict[str, Any]
     evaluated_total: int
+    evaluated_window: int  # forward evaluations since the previous record
+    steps_window: int  # steps since the previous record
     stepper_state: dict[str, Any] | None
 
 
@@ -161,6 +165,8 @@ def _write_checkpoint(path: Path, config: Config, state: _State) -> None:
         f.attrs["n"] = state.n
         f.attrs["rec"] = state.rec
         f.attrs["evaluated_total"] = state.evaluated_total
+        f.attrs["evaluated_window"] = state.evaluated_window
+        f.attrs["steps_window"] = state.steps_window
         f.attrs["rng_states"] = json.dumps(state.rng_states)
         for name in ("a", "W", "a0", "W0", "t_sat", "test_t_sat"):
             f.create_dataset(name, data=getattr(state, name))
@@ -206,6 +212,8 @@ def read_checkpoint(path: str | Path, config: Config) -> _State:
             t_sat=f["t_sat"][()], test_t_sat=f["test_t_sat"][()],
             rng_states=json.loads(f.attrs["rng_states"]),
             evaluated_total=int(f.attrs["evaluated_total"]),
+            evaluated_window=int(f.attrs["evaluated_window"]),
+            steps_window=int(f.attrs["steps_window"]),
             stepper_state=stepper,
         )
 
@@ -247,7 +255,8 @@ def _fresh_state(config: Config, rngs: dict[str, np.random.Generator], n_rec: in
         series={k: np.full(n_rec, np.nan) for k in SERIES},
         nodes={k: np.full((n_rec, n_node), np.nan) for k in NODE_SERIES},
         t_sat=np.full(config.N, NEVER), test_t_sat=np.full(n_test, NEVER),
-        rng_states={}, evaluated_total=0, stepper_state=None,
+        rng_states={}, evaluated_total=0, evaluated_window=0, steps_window=0,
+        stepper_state=None,
     )
 
 
@@ -359,6 +368,8 @@ def simulate(
         s["W_distance"][r] = obs.relative_distance(W, state.W0)
         s["sign_flip_fraction"][r] = obs.sign_flip_fraction(W, state.W0)
         s["n_evaluated"][r] = evaluated
+        s["n_evaluated_mean"][r] = state.evaluated_window / state.steps_window
+        state.evaluated_window = state.steps_window = 0
         nd["a"][r] = a[:n_node]
         nd["w_par"][r] = W[:n_node, 0]
         nd["w_perp_norm"][r] = obs.w_perp_norm(W[:n_node])
@@ -406,6 +417,8 @@ def simulate(
                 _, ev2 = velocity(a_mid, W_mid, va2, vW2, batch)
                 evaluated += ev2
             state.evaluated_total += evaluated
+            state.evaluated_window += evaluated
+            state.steps_window += 1
             if state.rec < n_rec and record[state.rec] == n:
                 measure(n, train_now, evaluated)
             if last:

@@ -125,6 +125,15 @@ def test_driver_matches_an_independent_plain_loop(mode):
         np.testing.assert_array_equal(res.series[key], ref[key])
     np.testing.assert_array_equal(res.t_sat, t_sat)
     assert res.series["train_error"][-1] < res.series["train_error"][0]  # it learns
+    # work counters: per-window means add up to the total; only full batch may skip
+    steps = res.series["step"]
+    window = np.diff(steps, prepend=-1.0)
+    total = res.attrs["evaluated_total"]
+    assert np.sum(res.series["n_evaluated_mean"] * window) == pytest.approx(total, rel=1e-12)
+    if c.batch or c.online:
+        assert total == res.attrs["dense_evaluations_total"]
+    else:
+        assert total <= res.attrs["dense_evaluations_total"]
 
 
 def test_float32_run_tracks_the_float64_run(capsys):
