@@ -49,7 +49,7 @@ def main() -> None:
     t_pop = np.concatenate([[0.0], np.geomspace(0.1, 1000.0, 20)])
     c = make_config(d=100)
     ref = theory.compute(c, times=t_pop)
-    for n_node, n_z in ((6, 8), (12, 16)):
+    for n_node, n_z in ((6, 16), (12, 48)):
         start = time.perf_counter()
         pop = theory.compute_population(c, t_pop, n_node=n_node, n_rho=1, n_z=n_z)
         elapsed = time.perf_counter() - start

@@ -521,7 +521,7 @@ class _Quadratures:
     z_weight: np.ndarray
 
 
-def population_quadrature(config: Config, n_node: int = 12, n_rho: int = 3, n_z: int = 16
+def population_quadrature(config: Config, n_node: int = 12, n_rho: int = 3, n_z: int = 48
                           ) -> _Quadratures:
     """Deterministic population from the initial law: ``n_node x n_node`` Gauss-Hermite
     points for ``(a0, w0)`` times ``n_rho`` generalized Gauss-Laguerre points for
@@ -669,7 +669,7 @@ class _Population:
 
 def compute_population(config: Config, times: Sequence[float] | np.ndarray,
                        x_par: Sequence[float] | np.ndarray | None = None,
-                       n_node: int = 12, n_rho: int = 3, n_z: int = 16, rtol: float = 1e-8,
+                       n_node: int = 12, n_rho: int = 3, n_z: int = 48, rtol: float = 1e-8,
                        ) -> TheoryResult:
     """Population solver for any activation (infinite data, ``M -> infinity``).
 
@@ -679,9 +679,12 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     ``solve_ivp`` (DOP853) in ``tau = log(1 + t/t0)``. Closure: ``f`` is taken at fixed
     ``x_par`` averaged over ``x_perp`` (exact on the sphere, where ``|x_perp|`` is fixed by
     ``x_par``, and for ReLU; for Gaussian data and other activations exact as ``d -> infinity``).
-    ``gamma`` is the simulator's estimator ``log(E[(a + w)(a0 + w0)] / E[(a0 + w0)^2])`` on
-    the population; ``validity`` and ``f_spread`` are not computed (NaN); ``t_sat`` is the first
-    grid time at which ``f(|x_par|) >= h`` (``inf`` if never on the grid).
+    The ``z`` quadrature converges geometrically but slowly for saturating activations with
+    large ``rho`` (tanh, ``rho = 1.6``: 6% error at 16 points, 1e-4 at 48, 1e-6 at 96); for
+    ReLU it is exact at any size (symmetric points). ``gamma`` is the simulator's estimator
+    ``log(E[(a + w)(a0 + w0)] / E[(a0 + w0)^2])`` on the population; ``validity`` and
+    ``f_spread`` are not computed (NaN); ``t_sat`` is the first grid time at which
+    ``f(|x_par|) >= h`` (``inf`` if never on the grid).
     """
     check_config(config)
     c = config
