@@ -150,6 +150,21 @@ def test_float32_run_tracks_the_float64_run(capsys):
     assert captured.out == "" and captured.err == ""
 
 
+def test_skipping_changes_no_number():
+    """Full batch (forward skipping of certified-satisfied examples) against batch = N (the
+    dense kernel on every row, in the same order): bitwise the same trajectory, while the
+    full-batch run evaluates far fewer examples once most are satisfied."""
+    c = make_config(**{**SMALL, "dt": 0.5, "t_max": 60.0})
+    skipping = simulate(c)
+    dense = simulate(c.replace(batch=c.N))
+    for key in ("a", "w_par", "w_perp_norm"):
+        np.testing.assert_array_equal(skipping.nodes[key], dense.nodes[key], err_msg=key)
+    for key in ("loss", "train_error", "gamma", "S", "test_error"):
+        np.testing.assert_array_equal(skipping.series[key], dense.series[key], err_msg=key)
+    assert skipping.series["train_error"][-1] < 0.5
+    assert skipping.series["n_evaluated_mean"][-1] < 0.6 * c.N
+
+
 # --------------------------------------------------------------------------- integrators
 
 
