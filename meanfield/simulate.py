@@ -67,8 +67,10 @@ SERIES: dict[str, tuple[str, str]] = {
     "S": ("1", "least-squares slope of f(x) against x_par (with intercept) over the held-out "
                "set, or the training set when n_test = 0"),
     "train_error": ("1", "fraction of training examples with y f < h (unsatisfied)"),
-    "test_error": ("1", "fraction of held-out examples with y f < h (unsatisfied)"),
-    "test_misclassification": ("1", "fraction of held-out examples with y f <= 0"),
+    "test_error": ("1", "fraction of held-out examples with y f < h (unsatisfied); NaN "
+                        "when n_test = 0"),
+    "test_misclassification": ("1", "fraction of held-out examples with y f <= 0; NaN when "
+                                    "n_test = 0"),
     "loss": ("1", "training loss L = (1/N) sum_mu l(y_mu f(x_mu)) over the training set"),
     "invariant_drift": ("weight^2", "max_i |(a_i^2 - |w_i|^2) - (a0_i^2 - |w0_i|^2)| "
                                     "(conserved by the ReLU flow)"),
