@@ -274,6 +274,22 @@ def _row_sum(Z, S, r, a, kind, slope):
 
 
 @njit(cache=True, fastmath=_FM, inline="always")
+def _row_sq(Z, S, r, kind, slope):
+    """``sum_i sigma(Z[r, i])^2`` in float64."""
+    M = Z.shape[1]
+    s = 0.0
+    if kind == _GENERIC:
+        for i in range(M):
+            v = float(S[r, i])
+            s += v * v
+    else:
+        for i in range(M):
+            v = float(_sig(kind, Z[r, i], slope))
+            s += v * v
+    return s
+
+
+@njit(cache=True, fastmath=_FM, inline="always")
 def _row_grad(Z, S, P, SGb, r, gr, kind, slope):
     """In place ``Z[r] <- g sigma'(Z[r])``; for the non-homogeneous kinds (``sigma(z) !=
     z sigma'(z)``) also ``SGb[r] <- g sigma(z)``."""
@@ -398,14 +414,14 @@ def _gather(X, rows, slot, out):
 
 
 @njit(cache=True, parallel=True)
-def _record(Z, S, slot, yb, f, rows, V, kind, slope, h, xnorm, d0, tau0, margin, s2, phi,
+def _record(Z, S, slot, yb, f, rows, VT, kind, slope, h, xnorm, d0, tau0, margin, s2, phi,
              bound, dist, tau):
     """Skip bookkeeping for the evaluated rows (global indices ``rows``): margin ``y f - h``,
     rounding allowances ``dist = d0 |x|`` (on ``|z_exact - z_computed|_2``) and
     ``tau = tau0 |x|`` (on ``|f_exact - f_computed|``); for satisfied rows also
-    ``s2 = |sigma(z)|_2`` and ``phi = V^T sigma(z)``; reset the accumulated bound."""
-    M = Z.shape[1]
-    p = V.shape[1]
+    ``s2 = |sigma(z)|_2`` and ``phi = V^T sigma(z)`` (``VT`` = ``V^T``, contiguous); reset the
+    accumulated bound."""
+    p = VT.shape[0]
     for j in prange(slot.shape[0]):
         r = rows[j]
         z = slot[j]
@@ -416,27 +432,21 @@ def _record(Z, S, slot, yb, f, rows, V, kind, slope, h, xnorm, d0, tau0, margin,
         tau[r] = tau0 * xnorm[r]
         if mj <= 0:
             continue
-        ss = 0.0
         for c in range(p):
-            phi[r, c] = 0.0
-        for i in range(M):
-            sv = S[z, i] if kind == _GENERIC else _sig(kind, Z[z, i], slope)
-            sv = float(sv)
-            ss += sv * sv
-            for c in range(p):
-                phi[r, c] += V[i, c] * sv
-        s2[r] = math.sqrt(ss) * (1.0 + 1e-12)
+            phi[r, c] = _row_sum(Z, S, z, VT[c], kind, slope)
+        s2[r] = math.sqrt(_row_sq(Z, S, z, kind, slope)) * (1.0 + 1e-12)
 
 
 @njit(cache=True, parallel=True)
-def _advance(C, R, xnorm, margin, s2, phi, bound, dist, tau, u, gram, coefA, coef):
+def _advance(dc, wc, R, xnorm, margin, s2, phi, bound, dist, tau, u, coef):
     """Add one step's rigorous bound on ``|f_new - f_old|`` to ``bound`` for every example with
     a positive margin; return the mask of certified examples ``bound + slack < margin``.
 
+    Per example: ``dc >= |delta c|_2`` and ``wc >= sum_j |c_j| sum_i |a_i| |delta_ij|``.
     ``coef`` = [|DW P_perp|_op / sqrt d, |Da_perp|_2, Lip |Da|_2, Lip / sqrt d, E_perp,
     alpha / M, tau_now (per unit |x|), 1 / sqrt d, |u|_2] (see
     :meth:`FullBatchStepper._certify`)."""
-    N, k = C.shape
+    N = dc.shape[0]
     p = u.shape[0]
     out = np.zeros(N, dtype=np.bool_)
     isd, dap, lda, lisd, eperp = coef[0], coef[1], coef[2], coef[3], coef[4]
@@ -445,20 +455,13 @@ def _advance(C, R, xnorm, margin, s2, phi, bound, dist, tau, u, gram, coefA, coe
         if margin[r] <= 0:
             continue
         # |Delta z|_2 <= (|delta c|_2 + |DW P_perp|_op |x_perp|) / sqrt d
-        q = 0.0
-        w = 0.0
-        for j in range(k):
-            cj = C[r, j]
-            w += abs(cj) * coefA[j]
-            for l in range(k):
-                q += cj * gram[j, l] * C[r, l]
-        dist[r] += math.sqrt(max(q, 0.0)) * rsd + isd * R[r]
+        dist[r] += dc[r] * rsd + isd * R[r]
         # Delta a . sigma(z_new): the part along V exactly, the rest by Cauchy-Schwarz
         up = 0.0
         for c in range(p):
             up += u[c] * phi[r, c]
         t1 = abs(up) + 1e-10 * unorm * s2[r] + dap * s2[r] + lda * dist[r]
-        t2 = lisd * (w + eperp * R[r])
+        t2 = lisd * (wc[r] + eperp * R[r])
         bound[r] += scale * (t1 + t2) * (1.0 + 1e-9)
         out[r] = bound[r] + tau[r] + tau_now * xnorm[r] < margin[r]
     return out
@@ -768,12 +771,20 @@ class FullBatchStepper:
       ``D >= |z' - z_then|_2`` accumulated from ``|Dz|_2 <= (|delta c|_2 + |DW P_perp|_op r) /
       sqrt(d)``: ``|Da . sigma(z')| <= |(V^T Da) . phi| + |Da_perp|_2 s2 + Lip |Da|_2 D``.
 
-    ``slack`` bounds the floating-point error of both computed outputs (then and now):
-    ``2 (d + M + 8) u (alpha/M) Lip' |x| sum_i |a_i| |w_i| / sqrt(d)`` with ``u`` the unit
-    roundoff of the dtype, ``Lip' = max(Lip, 1)``, the weights' sum the larger of then and now.
+    ``slack = tau_then + tau_now`` bounds the floating-point error of the two computed
+    outputs, ``tau = (d + M + 8) u (alpha/M) Lip' |x| sum_i |a_i| |w_i| / sqrt(d)`` (first-order
+    error bounds of the dot products, the activation and the sum; ``u`` the unit roundoff of the
+    dtype, ``Lip' = max(Lip, 1)``); ``D`` starts at the rounding bound of ``z_then``,
+    ``(d + 8) u |W|_F |x| / sqrt(d)``. Every coefficient is padded upwards (relative 1e-9, and
+    1e-9 of the whole motion for the rounding of ``c`` and ``r``).
     ``Q`` (at most ``max_dirs`` directions: the given ``directions``, e.g. the teacher, plus the
-    top right singular vectors of the motion of ``W``) is refreshed every ``refresh`` calls.
-    The first two calls evaluate everything.
+    top right singular vectors of the motion of ``W`` since the last refresh) is refreshed every
+    ``refresh`` calls. The first two calls evaluate everything.
+
+    Bitwise equality with the dense path (``skip=False``) rests on the BLAS product giving every
+    row of ``Z`` the same bits whatever the other rows of its block: blocks always have
+    ``block`` rows and an example always sits at a row congruent to its index modulo the period
+    measured by :func:`row_period`; if no period is found, skipping is turned off.
     """
 
     def __init__(
@@ -818,9 +829,11 @@ class FullBatchStepper:
         self.tau = np.zeros(N)
         self.s2 = np.zeros(N)
         self.V = np.zeros((0, 0))
+        self.VT = np.zeros((0, 0))
         self.phi = np.zeros((N, 0))
         self.Q = np.zeros((self.d, 0))
         self.C = np.zeros((N, 0))
+        self.absC = np.zeros((N, 0))
         self.R = self.xnorm.copy()
         self.a_prev: np.ndarray | None = None
         self.W_prev: np.ndarray | None = None
@@ -849,6 +862,7 @@ class FullBatchStepper:
             setattr(self, key, np.array(state[key], dtype=np.float64))
         self.phi = np.array(state["phi"], dtype=np.float64).reshape(self.N, p)
         self.V = np.array(state["V"], dtype=np.float64).reshape(M, p)
+        self.VT = np.ascontiguousarray(self.V.T)
         self._set_Q(np.array(state["Q"], dtype=np.float64).reshape(self.d, k))
         for key in ("a_prev", "W_prev", "W_anchor"):
             setattr(self, key, np.array(state[key], dtype=self.params.dtype))
@@ -860,11 +874,13 @@ class FullBatchStepper:
         self.Q = Q
         k = Q.shape[1]
         self.C = np.empty((self.N, k))
+        self.absC = np.empty((self.N, k))
         self.R = np.empty(self.N)
         for s in range(0, self.N, 8192):
             Xb = self.X[s:s + 8192].astype(np.float64)
             Cb = Xb @ Q
             self.C[s:s + 8192] = Cb
+            self.absC[s:s + 8192] = np.abs(Cb)
             res = Xb - Cb @ Q.T
             self.R[s:s + 8192] = np.sqrt(np.einsum("ij,ij->i", res, res)) * (1 + 1e-12)
 
@@ -926,15 +942,23 @@ class FullBatchStepper:
             (1 + 1e-9) / math.sqrt(d),
             float(np.linalg.norm(u)),
         ])
-        gram = delta.T @ delta
-        coefA = (abs_a @ np.abs(delta)) * (1 + 1e-9)
-        return _advance(self.C, self.R, self.xnorm, self.margin, self.s2, self.phi, self.bound,
-                        self.dist, self.tau, u, gram, coefA, coef)
+        # |delta c|_2 = |Y_r| with Y = C U sqrt(lam), delta^T delta = U lam U^T (BLAS); the
+        # eigenvalues' rounding is covered by sqrt(|lam_min| + 1e-12 lam_max) |x| >= ... |c|
+        if Q.shape[1]:
+            lam, U = np.linalg.eigh(delta.T @ delta)
+            Y = self.C @ (U * np.sqrt(np.maximum(lam, 0.0)))
+            extra = math.sqrt(abs(min(lam.min(), 0.0)) + 1e-12 * max(lam.max(), 0.0))
+            dc = np.sqrt(np.einsum("ij,ij->i", Y, Y)) * (1 + 1e-9) + extra * self.xnorm
+            wc = self.absC @ ((abs_a @ np.abs(delta)) * (1 + 1e-9)) * (1 + 1e-9)
+        else:
+            dc = wc = np.zeros(self.N)
+        return _advance(dc, wc, self.R, self.xnorm, self.margin, self.s2, self.phi, self.bound,
+                        self.dist, self.tau, u, coef)
 
     def _record(self, rows, slot, Z, S, yb, f) -> None:
         p = self.params
         d0, tau0 = self._round_now
-        _record(Z, S, slot, yb, f, rows, self.V, _KIND[p.kind], p.slope, p.h, self.xnorm, d0, tau0,
+        _record(Z, S, slot, yb, f, rows, self.VT, _KIND[p.kind], p.slope, p.h, self.xnorm, d0, tau0,
                 self.margin, self.s2, self.phi, self.bound, self.dist, self.tau)
 
     # -- the step ------------------------------------------------------------------------------
@@ -951,11 +975,13 @@ class FullBatchStepper:
         certified = None
         self._round_now = self._rounding(a, W)
         if self.calls == 1:
-            self.W_anchor = W.copy()
+            self.W_anchor = self.W_prev  # Q from the first step's motion
             self._set_Q(self._new_Q(W))
+            self.W_anchor = W.copy()
             cols = [a.astype(np.float64)] + [W.astype(np.float64) @ q for q in self.Q.T]
             q, rr = np.linalg.qr(np.array(cols).T)
             self.V = q[:, np.abs(np.diag(rr)) > 1e-8 * np.abs(rr[0, 0])]
+            self.VT = np.ascontiguousarray(self.V.T)
             self.phi = np.zeros((self.N, self.V.shape[1]))
         elif self.calls >= 2:
             certified = self._certify(a, W)
@@ -972,6 +998,7 @@ class FullBatchStepper:
             self.n_evaluated = rows.shape[0]
         if self.calls == 0:
             self.V = np.zeros((a.shape[0], 0))
+            self.VT = np.zeros((0, a.shape[0]))
         out = eng.run(self.X, self.y, a, W, rows, v_a_out, v_W_out,
                       record=self._record_and_mark)
         self.a_prev = a.copy()
