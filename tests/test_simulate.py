@@ -69,6 +69,7 @@ def _reference_run(c):
     p = StepParams(activation=c.activation, loss=c.loss, h=c.h, alpha=c.alpha, dtype=c.dtype)
     full = c.batch == 0 and not c.online
     t_sat = np.full(c.N, np.inf)
+    test_t_sat = np.full(c.n_test, np.inf)
     rec = {k: [] for k in ("a", "w_par", "train_error", "loss", "test_error", "S", "gamma")}
     va, vW, va2, vW2 = (np.zeros_like(a), np.zeros_like(W), np.zeros_like(a), np.zeros_like(W))
     for n, t in enumerate(times):
@@ -86,6 +87,7 @@ def _reference_run(c):
             t_sat[(m >= c.h) & np.isinf(t_sat)] = t
         if n in record:
             f_test = numpy_outputs(a, W, test.X, p)
+            test_t_sat[(test.y * f_test >= c.h) & np.isinf(test_t_sat)] = t
             rec["a"].append(a.copy())
             rec["w_par"].append(W[:, 0].copy())
             rec["train_error"].append(np.mean(m < c.h))
@@ -102,7 +104,7 @@ def _reference_run(c):
             a, W = a + h * (va + va2) / 2, W + h * (vW + vW2) / 2
         else:
             a, W = a + h * va, W + h * vW
-    return {k: np.asarray(v) for k, v in rec.items()}, t_sat
+    return {k: np.asarray(v) for k, v in rec.items()}, t_sat, test_t_sat
 
 
 @pytest.mark.parametrize("mode", [
@@ -115,7 +117,7 @@ def _reference_run(c):
 def test_driver_matches_an_independent_plain_loop(mode):
     c = make_config(**{**SMALL, **mode})
     res = simulate(c)
-    ref, t_sat = _reference_run(c)
+    ref, t_sat, test_t_sat = _reference_run(c)
     # float64 everywhere; the kernels may sum in another order than NumPy: 1e-9 relative
     np.testing.assert_allclose(res.nodes["a"], ref["a"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(res.nodes["w_par"], ref["w_par"], rtol=1e-9, atol=1e-12)
@@ -124,6 +126,7 @@ def test_driver_matches_an_independent_plain_loop(mode):
     for key in ("train_error", "test_error"):
         np.testing.assert_array_equal(res.series[key], ref[key])
     np.testing.assert_array_equal(res.t_sat, t_sat)
+    np.testing.assert_array_equal(res.test_t_sat, test_t_sat)
     assert res.series["train_error"][-1] < res.series["train_error"][0]  # it learns
     # work counters: per-window means add up to the total; only full batch may skip
     steps = res.series["step"]
