@@ -17,8 +17,9 @@ Labels ``y = sign(x_par)`` (``+1`` at ``x_par = 0``, an event of probability zer
 
 Randomness: one :class:`numpy.random.SeedSequence` per run seed, spawned into independent
 streams (:func:`streams`) for the initial weights, the training set, the held-out set, the
-mini-batch indices and the online examples. Samples are drawn in float64 and then cast, so a
-float32 run sees the float64 run's data rounded to float32. Arrays are C-contiguous.
+mini-batch indices and the online examples. Samples are drawn in float64 and then cast (block
+by block), so a float32 run sees the float64 run's data rounded to float32. Arrays are
+C-contiguous.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from meanfield.config import Config, ConfigError
 STREAMS = ("init", "train", "test", "batch", "online")
 # below this acceptance probability the margin rejection loop would never end in practice
 _MIN_ACCEPTANCE = 1e-6
+BLOCK = 8192  # rows drawn at a time
 
 
 @dataclass(frozen=True)
@@ -73,32 +75,44 @@ def _draw_rows(rng: np.random.Generator, n: int, d: int, law: str) -> np.ndarray
 
 
 def sample_inputs(
-    rng: np.random.Generator, n: int, d: int, law: str = "gaussian", margin: float = 0.0
-) -> np.ndarray:
-    """``n`` inputs (float64, ``n x d``) of the data law, with ``|x_par| >= margin``.
+    rng: np.random.Generator,
+    n: int,
+    d: int,
+    law: str = "gaussian",
+    margin: float = 0.0,
+    dtype: str | np.dtype = "float64",
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` inputs of the data law with ``|x_par| >= margin``: ``(X, x_par)`` with ``X``
+    (``n x d``, C-contiguous) in ``dtype`` and ``x_par`` in float64 (before the cast).
 
-    Rejected rows are replaced by fresh draws, in rounds sized by the expected acceptance, so
-    the result is a deterministic function of the generator state.
+    Rows are drawn in float64 in blocks of :data:`BLOCK` and cast into the preallocated
+    result, so the peak memory is the result plus one block (a sequence of draws equals one
+    large draw: the result does not depend on the block size). Rejected rows (margin) are
+    replaced by fresh draws, in rounds sized by the expected acceptance, so the result is a
+    deterministic function of the generator state.
     """
     if law not in ("gaussian", "sphere"):
         raise ConfigError(f"data must be one of gaussian, sphere; got {law!r}")
-    if margin <= 0:
-        return _draw_rows(rng, n, d, law)
-    accept = _acceptance(margin)
+    accept = _acceptance(margin) if margin > 0 else 1.0
     if accept < _MIN_ACCEPTANCE:
         raise ConfigError(
             f"margin must keep a fraction >= {_MIN_ACCEPTANCE:g} of the examples; "
             f"margin={margin} keeps {accept:.3g}"
         )
-    kept: list[np.ndarray] = []
+    X = np.empty((n, d), dtype=dtype)
+    x_par = np.empty(n)
     have = 0
     while have < n:
         need = n - have
-        rows = _draw_rows(rng, math.ceil(1.1 * need / accept) + 16, d, law)
-        rows = rows[np.abs(rows[:, 0]) >= margin][:need]
-        kept.append(rows)
-        have += rows.shape[0]
-    return np.concatenate(kept) if len(kept) > 1 else kept[0]
+        size = min(BLOCK, need) if margin <= 0 else min(BLOCK, math.ceil(1.1 * need / accept) + 16)
+        rows = _draw_rows(rng, size, d, law)
+        if margin > 0:
+            rows = rows[np.abs(rows[:, 0]) >= margin][:need]
+        k = rows.shape[0]
+        X[have:have + k] = rows
+        x_par[have:have + k] = rows[:, 0]
+        have += k
+    return X, x_par
 
 
 def make_dataset(
@@ -113,13 +127,11 @@ def make_dataset(
 ) -> Dataset:
     """``n`` labelled examples: inputs by :func:`sample_inputs`, then (only if
     ``label_noise > 0``) one uniform per example from the same generator to flip labels."""
-    X64 = sample_inputs(rng, n, d, law, margin)
-    x_par = np.ascontiguousarray(X64[:, 0])
+    X, x_par = sample_inputs(rng, n, d, law, margin, dtype)
     y = np.where(x_par >= 0, 1.0, -1.0)
     if label_noise > 0:
         flip = rng.random(n) < label_noise
         y[flip] = -y[flip]
-    X = np.ascontiguousarray(X64, dtype=dtype)
     return Dataset(X=X, y=y.astype(dtype), x_par=x_par)
 
 

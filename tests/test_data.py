@@ -12,6 +12,7 @@ import pytest
 
 from meanfield.config import Config, ConfigError
 from meanfield.data import (
+    BLOCK,
     batch_indices,
     held_out_set,
     initial_weights,
@@ -25,7 +26,8 @@ from meanfield.data import (
 
 def test_gaussian_moments():
     n, d = 40_000, 6
-    X = sample_inputs(streams(1)["train"], n, d, "gaussian")
+    X, x_par = sample_inputs(streams(1)["train"], n, d, "gaussian")
+    np.testing.assert_array_equal(x_par, X[:, 0])
     # mean: standard error 1/sqrt(n); second moments: standard error sqrt(2/n) (diagonal)
     np.testing.assert_allclose(X.mean(0), 0, atol=5 / math.sqrt(n))
     cov = X.T @ X / n
@@ -34,9 +36,18 @@ def test_gaussian_moments():
     assert abs((X[:, 0] ** 4).mean() - 3) < 5 * math.sqrt(96 / n)
 
 
+def test_blocked_draws_equal_one_large_draw():
+    n, d = BLOCK * 2 + 123, 5
+    X, _ = sample_inputs(streams(6)["train"], n, d, "gaussian")
+    np.testing.assert_array_equal(X, streams(6)["train"].standard_normal((n, d)))
+    X32, _ = sample_inputs(streams(6)["train"], n, d, "gaussian", dtype="float32")
+    assert X32.dtype == np.float32 and X32.flags.c_contiguous
+    np.testing.assert_array_equal(X32, X.astype(np.float32))
+
+
 def test_sphere_radius_and_moments():
     n, d = 40_000, 4
-    X = sample_inputs(streams(2)["train"], n, d, "sphere")
+    X, _ = sample_inputs(streams(2)["train"], n, d, "sphere")
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), math.sqrt(d), rtol=1e-13)
     # isotropy: E x x^T = I exactly (radius^2 / d = 1); each entry has standard error <= 2/sqrt(n)
     np.testing.assert_allclose(X.T @ X / n, np.eye(d), atol=5 * 2 / math.sqrt(n))
