@@ -400,6 +400,11 @@ def _numeric(expr: sp.Expr, args: tuple[sp.Symbol, ...]) -> Callable:
     )
     expr = sp.factor_terms(expr.replace(sp.gamma, lambda arg: sp.exp(sp.loggamma(arg))))
     expr = sp.powsimp(expr, combine="exp", deep=True, force=True)
+    # log(exp(y)) = y for the real y here (log-gamma of positive arguments): no underflow
+    expr = sp.expand_log(expr, force=True).replace(
+        lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.exp),
+        lambda e: e.args[0].args[0],
+    )
     expr = optimize(expr, optims_c99)
     return sp.lambdify(args, expr, modules=["scipy", "numpy"])
 
@@ -459,8 +464,10 @@ def numerics(law: str) -> HingeNumerics:
 # ----------------------------------------------------------------------------- LaTeX
 
 
-def latex_equations(law: str) -> dict[str, str]:
-    """LaTeX of the derived equations (name -> ``lhs = rhs``), in derivation order."""
+def latex_equations(law: str, activation: Activation | None = None) -> dict[str, str]:
+    """LaTeX of the derived equations (name -> ``lhs = rhs``), in derivation order; with a
+    non-ReLU ``activation``, also the population-solver integrands ``F_a``, ``F_w``,
+    ``F_rho``, ``F_f`` (:func:`population_integrands`)."""
     eq = node_equations()
     red = relu_reduction()
     sol = relu_solution()
@@ -468,7 +475,7 @@ def latex_equations(law: str) -> dict[str, str]:
     L = sp.latex
     Vs, Ps = sp.Symbol("V"), sp.Symbol("P_U")
     rate = sp.Symbol(r"\frac{d\gamma}{dt}")
-    return {
+    out = {
         "node_da_dt": rf"\frac{{da}}{{dt}} = \left\langle {L(eq['da_dt'])} \right\rangle",
         "node_dw_dt": rf"\frac{{dw_l}}{{dt}} = \left\langle {L(eq['dw_dt'])} \right\rangle",
         "kappa": rf"\kappa = {L(red['kappa'])},\quad V = \tfrac12\langle |x_\parallel| 1_U\rangle",
@@ -490,3 +497,7 @@ def latex_equations(law: str) -> dict[str, str]:
         "train_error": rf"{L(Ps)} = {L(dl['P_U'])}",
         "loss": rf"\mathcal{{L}} = {L(dl['loss'])}",
     }
+    if activation is not None and activation.expr != sp.Max(0, ACT_X):
+        for name, expr in population_integrands(activation).items():
+            out[f"population_{name}"] = rf"{name} = {L(expr)}"
+    return out

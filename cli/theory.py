@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -28,6 +29,7 @@ def theory(config_path: str | None, output: str | None, latex: bool, **options: 
     t_sat(x_par) with --x-par, and finite-M / finite-N indicators (M, N). Record times: --times,
     or the simulator's record times up to --t-max. ReLU uses the closed form; other
     activations the population solver."""
+    from analytic.activations import get_activation
     from analytic.hinge import latex_equations
     from meanfield.io import check_writable
     from meanfield.theory import compute, write_theory
@@ -36,17 +38,20 @@ def theory(config_path: str | None, output: str | None, latex: bool, **options: 
         raise BadInput("give either --t-max or --times, not both")
     config = resolve_config(config_path, **options)
     if latex:
-        for name, eq in latex_equations(config.data).items():
+        for name, eq in latex_equations(config.data, get_activation(config.activation)).items():
             click.echo(f"{name}: {eq}")
         return
     if output is None:
         raise BadInput("-o/--output is required (or use --latex)")
     out = check_writable(output)
-    result = compute(config, x_par=config.x_par or None)
+    result = compute(config)
     write_theory(result, str(out))
     click.echo(f"theory written to {Path(output)}")
     click.echo(f"  {result.method}; {len(result.t)} times up to t={result.t[-1]:g}")
-    click.echo(f"  asymptote: gamma -> log(t)/4 + c, c = {result.asymptote_c:.6g} "
-               f"(C = {result.asymptote_C:.6g})")
+    if math.isfinite(result.asymptote_c):
+        click.echo(f"  asymptote: gamma -> log(t)/4 + c, c = {result.asymptote_c:.6g} "
+                   f"(C = {result.asymptote_C:.6g})")
+    else:
+        click.echo("  asymptote: not derived for this activation (relu only)")
     click.echo(f"  final gamma = {result.gamma[-1]:.6g}, training error = "
                f"{result.train_error[-1]:.3g}")

@@ -233,7 +233,10 @@ def _t_of_gamma_table(rel: _Relu, t_needed: float) -> tuple[np.ndarray, np.ndarr
     g_top = rel.gamma_top()
     edges = [0.0]
     if g_top > 0:
+        # X reaches the end of the support at g_top, where V(X) has a root singularity for
+        # small d (d = 2: (sqrt(d) - X)^(1/2)): panels graded geometrically towards g_top
         edges = list(np.linspace(0.0, g_top, max(2, math.ceil(g_top / _PANEL) + 1)))
+        edges += list(g_top + _PANEL * 0.25 ** np.arange(24, -1, -1))
     edges_arr = np.asarray(edges)
     cum = np.concatenate([[0.0], np.cumsum(_panel_integral(rel, edges_arr[:-1],
                                                            edges_arr[1:]))])
@@ -363,10 +366,13 @@ def f_spread_x(config: Config, gamma: np.ndarray, x_par: np.ndarray, order: int 
     w = w0 * np.cosh(g) + a0 * np.sinh(g)
     xp = np.asarray(x_par, dtype=np.float64)
     perp2 = (c.d - 1.0) * np.ones_like(xp) if c.data == "gaussian" else c.d - xp**2
-    r = np.maximum(c.sw * np.sqrt(np.maximum(perp2, 0.0) / c.d), 1e-300)
+    # r > 0 keeps the closed form defined when sw = 0 (its r -> 0 limit is relu(b)^2);
+    # r^2 stays a normal float, b^2/r^2 may overflow to inf, which the formula takes exactly
+    r = np.maximum(c.sw * np.sqrt(np.maximum(perp2, 0.0) / c.d), 1e-150)
     b = w[..., None] * xp / math.sqrt(c.d)
-    second = c.alpha**2 * (wt[..., None] * a[..., None] ** 2 *
-                           num.relu_square_mean(b, r)).sum(axis=(1, 2))
+    with np.errstate(over="ignore"):
+        sq = num.relu_square_mean(b, r)
+    second = c.alpha**2 * (wt[..., None] * a[..., None] ** 2 * sq).sum(axis=(1, 2))
     mean = c.alpha * (wt[..., None] * a[..., None] * b).sum(axis=(1, 2)) / 2.0
     return np.sqrt(np.maximum(second - mean**2, 0.0) / c.M)
 
@@ -424,11 +430,13 @@ def compute(config: Config, times: Sequence[float] | np.ndarray | None = None,
     """The theory for ``config`` on ``times`` (default: its record times).
 
     ReLU: the closed form with ``gamma(t)`` by ``method`` (``quad`` or ``ode``); any other
-    activation: :func:`compute_population`. ``x_par`` (optional) adds ``t_sat(x_par)`` and
-    ``f_spread_x(t, x_par)``.
+    activation: :func:`compute_population`. ``x_par`` (default: ``config.x_par`` when not
+    empty) adds ``t_sat(x_par)`` and ``f_spread_x(t, x_par)``.
     """
     check_config(config)
     t = _check_times(default_times(config) if times is None else times)
+    if x_par is None and config.x_par:
+        x_par = config.x_par
     if not _is_relu(config.activation):
         return compute_population(config, t, x_par=x_par)
     rel = _Relu.of(config)
@@ -728,7 +736,8 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
         train_error=np.array([o["train_error"] for o in obs]),
         loss=np.array([o["loss"] for o in obs]), slope=np.where(t > 0, slope, np.nan),
         validity=nan, f_spread=nan, asymptote_C=math.nan, asymptote_c=math.nan, config=c,
-        latex={}, method=f"population solver ({n} nodes, {c.activation})", x_par=xp,
+        latex=hinge.latex_equations(c.data, get_activation(c.activation)),
+        method=f"population solver ({n} nodes, {c.activation})", x_par=xp,
         t_sat=tsat, extra={"a": ys[:, :n], "w_par": ys[:, n:2 * n], "rho": ys[:, 2 * n:],
                            "node_weight": quad.weight},
     )
