@@ -581,13 +581,14 @@ def comparison_window(sim: Simulation, curves: Curves) -> tuple[np.ndarray, list
             )
             window &= sim.t < t_bad
     if curves.edge_spread is not None:
-        wide = (sim.t > 0) & (BAND_K * curves.edge_spread >= sim.config.h)
+        # once the edge X is inside the data (training error below S_RESOLVED)
+        wide = (sim.t > 0) & (curves.train_error < S_RESOLVED)
+        wide &= BAND_K * np.nan_to_num(curves.edge_spread) >= sim.config.h
         if wide.any():
             limits.append(
                 f"finite M: from t = {float(sim.t[np.argmax(wide)]):.4g} the spread of f at "
-                f"the edge X ({BAND_K:g} sigma) reaches h: examples near x_par = 0 can be "
-                "satisfied by the fluctuation of f alone, the unsatisfied set is blurred over "
-                "its whole width"
+                f"the edge X ({BAND_K:g} sigma) reaches h: the band of panel (d) touches "
+                "x_par = 0, the unsatisfied set is blurred over its whole width"
             )
     few = window & (sim.config.N * curves.train_error < MIN_UNSATISFIED)
     if few.any():
