@@ -153,11 +153,13 @@ def test_float32_run_tracks_the_float64_run(capsys):
     assert captured.out == "" and captured.err == ""
 
 
-def test_skipping_changes_no_number():
+@pytest.mark.parametrize("integrator", ["euler", "heun"])
+def test_skipping_changes_no_number(integrator):
     """Full batch (forward skipping of certified-satisfied examples) against batch = N (the
     dense kernel on every row, in the same order): bitwise the same trajectory, while the
-    full-batch run evaluates far fewer examples once most are satisfied."""
-    c = make_config(**{**SMALL, "dt": 0.5, "t_max": 60.0})
+    full-batch run evaluates far fewer examples once most are satisfied. Heun moves the
+    stepper to the predictor and back at every step."""
+    c = make_config(**{**SMALL, "dt": 0.5, "t_max": 60.0, "integrator": integrator})
     skipping = simulate(c)
     dense = simulate(c.replace(batch=c.N))
     for key in ("a", "w_par", "w_perp_norm"):
