@@ -34,8 +34,8 @@ nothing is typed in as a final formula. Steps (each a function returning sympy e
    population solver of :mod:`meanfield.theory`.
 
 Numeric callables (``sympy.lambdify`` to numpy/scipy) are in :func:`numerics`; the LaTeX of the
-closed forms in :func:`latex_equations`. Units: ``t`` in mean-field time (``beta t`` is
-dimensionless), everything else dimensionless.
+closed forms in :func:`latex_equations` (through :func:`analytic.codegen.latex`). Units: ``t``
+in mean-field time (``beta t`` is dimensionless), everything else dimensionless.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from sympy.stats import Normal
 
 from analytic.activations import Activation
 from analytic.activations import X as ACT_X
+from analytic.codegen import latex as to_latex
 
 # ----------------------------------------------------------------------------- symbols
 
@@ -472,7 +473,7 @@ def latex_equations(law: str, activation: Activation | None = None) -> dict[str,
     red = relu_reduction()
     sol = relu_solution()
     dl = data_law(law)
-    L = sp.latex
+    L = to_latex
     Vs, Ps = sp.Symbol("V"), sp.Symbol("P_U")
     rate = sp.Symbol(r"\frac{d\gamma}{dt}")
     out = {
