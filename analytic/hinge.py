@@ -40,13 +40,21 @@ in mean-field time (``beta t`` is dimensionless), everything else dimensionless.
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
+import hashlib
+import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 
 import sympy as sp
 from sympy.codegen.cfunctions import log1p
-from sympy.codegen.rewriting import optimize, optims_c99
+from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
 from sympy.stats import E as expectation
 from sympy.stats import Normal
 
@@ -102,10 +110,130 @@ def _require_zero(expr: sp.Expr, what: str) -> None:
             raise DerivationError(f"{what}: expected 0, sympy left {expr}")
 
 
+# ----------------------------------------------------------------------------- disk cache
+#
+# The derivation takes ~10 s of sympy; its results are stored as ``sympy.srepr`` text in JSON
+# under the user cache directory (as analytic.gaussian does), keyed by the package version and
+# the source of the modules that produce them, and read back by a whitelist walker over the
+# Python AST (never eval/pickle). Unreadable or foreign entries are ignored and recomputed.
+
+_CACHE_CLASSES: dict[str, Callable] = {
+    cls.__name__: cls for cls in (
+        sp.Add, sp.Mul, sp.Pow, sp.Integer, sp.Rational, sp.Float, sp.Abs, sp.Derivative,
+        sp.Tuple, sp.Heaviside, sp.exp, sp.log, sp.erf, sp.erfc, sp.gamma, sp.loggamma,
+        sp.sinh, sp.cosh, sp.asinh, sp.betainc_regularized, sp.Max, sp.sign, sp.tanh,
+    )
+}
+_CACHE_ATOMS = {"pi": sp.pi, "oo": sp.oo, "E": sp.E}
+_CACHE_SYMBOL_FLAGS = {"real", "positive", "nonnegative", "integer"}
+
+
+def _cache_file(key: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    digest = hashlib.sha256()
+    try:
+        digest.update(metadata.version("meanfield").encode())
+    except metadata.PackageNotFoundError:
+        digest.update(b"unknown")
+    from analytic import activations
+
+    for module in (__file__, activations.__file__):
+        digest.update(Path(module).read_bytes())
+    digest.update(sp.__version__.encode() + b"\n" + key.encode())
+    return Path(base) / "meanfield" / f"hinge-{digest.hexdigest()[:40]}.json"
+
+
+def _from_srepr(node: ast.AST) -> object:
+    """Rebuild an expression from the AST of its srepr over the whitelist above."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | str):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _from_srepr(node.operand)
+        if isinstance(inner, int):
+            return -inner
+    if isinstance(node, ast.Name) and node.id in _CACHE_ATOMS:
+        return _CACHE_ATOMS[node.id]
+    if isinstance(node, ast.Call):
+        args = [_from_srepr(a) for a in node.args]
+        kwargs = {kw.arg: _from_srepr(kw.value) for kw in node.keywords}
+        func = node.func
+        if (isinstance(func, ast.Call) and isinstance(func.func, ast.Name)
+                and func.func.id == "Function" and len(func.args) == 1
+                and isinstance(func.args[0], ast.Constant) and func.args[0].value == "sigma"
+                and not kwargs):
+            return sigma(*args)
+        if isinstance(func, ast.Name) and func.id == "Symbol":
+            if (len(args) != 1 or not isinstance(args[0], str)
+                    or not set(kwargs) <= _CACHE_SYMBOL_FLAGS
+                    or any(v is not True for v in kwargs.values())):
+                raise ValueError("cache: unexpected symbol")
+            return sp.Symbol(args[0], **kwargs)
+        if isinstance(func, ast.Name) and func.id in _CACHE_CLASSES:
+            if func.id == "Float":
+                if set(kwargs) - {"precision"} or len(args) != 1:
+                    raise ValueError("cache: bad Float")
+                return sp.Float(args[0], precision=int(kwargs.get("precision", 53)))
+            if kwargs:
+                raise ValueError("cache: unexpected keywords")
+            return _CACHE_CLASSES[func.id](*args)
+    if isinstance(node, ast.Constant) and node.value is True:
+        return True
+    raise ValueError(f"cache: {ast.dump(node)[:60]} is not allowed")
+
+
+def _cache_load(key: str) -> object | None:
+    try:
+        data = json.loads(_cache_file(key).read_text())
+        if data["key"] != key:
+            return None
+        build = {name: _from_srepr(ast.parse(text, mode="eval").body)
+                 for name, text in data["exprs"].items()}
+        return build["_"] if data["single"] else build
+    except (OSError, ValueError, KeyError, TypeError, SyntaxError, RecursionError):
+        return None
+
+
+def _cache_store(key: str, value: object) -> None:
+    exprs = {"_": value} if isinstance(value, sp.Basic) else value
+    record = {"key": key, "single": isinstance(value, sp.Basic),
+              "exprs": {name: sp.srepr(e) for name, e in exprs.items()}}
+    path = _cache_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(record, fh)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError:
+        return  # a read-only or full cache directory only costs time
+
+
+def _disk_cached(func: Callable) -> Callable:
+    """Cache a derivation step (a sympy expression or a dict of them) on disk."""
+
+    @functools.wraps(func)
+    def wrapper(*args: str) -> object:
+        key = ":".join([func.__name__, *args])
+        cached = _cache_load(key)
+        if cached is not None:
+            return cached
+        value = func(*args)
+        _cache_store(key, value)
+        return value
+
+    return wrapper
+
+
 # ----------------------------------------------------------------------------- 1. node equations
 
 
 @functools.lru_cache(maxsize=1)
+@_disk_cached
 def node_equations() -> dict[str, sp.Expr]:
     """Per-example single-node drives, by differentiating the hinge loss of the network.
 
@@ -149,6 +277,7 @@ def node_equations() -> dict[str, sp.Expr]:
 
 
 @functools.lru_cache(maxsize=1)
+@_disk_cached
 def relu_reduction() -> dict[str, sp.Expr]:
     """Symmetry reduction of the node equations for ReLU and a symmetric unsatisfied set.
 
@@ -191,6 +320,7 @@ def relu_reduction() -> dict[str, sp.Expr]:
 
 
 @functools.lru_cache(maxsize=1)
+@_disk_cached
 def relu_solution() -> dict[str, sp.Expr]:
     """Closed-form ReLU trajectories and network output in terms of ``gamma = int kappa dt``.
 
@@ -260,6 +390,7 @@ def _density(law: str) -> tuple[sp.Expr, sp.Expr]:
 
 
 @functools.lru_cache(maxsize=2)
+@_disk_cached
 def data_law(law: str) -> dict[str, sp.Expr]:
     """Unsatisfied-set quantities and the gamma equation for ``law`` (``gaussian``/``sphere``).
 
@@ -334,6 +465,7 @@ def data_law(law: str) -> dict[str, sp.Expr]:
 
 
 @functools.lru_cache(maxsize=1)
+@_disk_cached
 def relu_square_mean() -> sp.Expr:
     """``E_z[relu(b + r z)^2]`` for ``z ~ N(0, 1)``, ``r > 0`` (sympy integral):
     ``(b^2 + r^2) Phi(b/r) + b r phi(b/r)``; used for the finite-M spread of ``f``."""
@@ -406,7 +538,7 @@ def _numeric(expr: sp.Expr, args: tuple[sp.Symbol, ...]) -> Callable:
         lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.exp),
         lambda e: e.args[0].args[0],
     )
-    expr = optimize(expr, optims_c99)
+    expr = optimize(expr, [expm1_opt, log1p_opt])
     return sp.lambdify(args, expr, modules=["scipy", "numpy"])
 
 
