@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from meanfield.config import ConfigError
-from meanfield.reproduce import PB_FIG1, figure_config, reproduce
+from meanfield.reproduce import PB_FIG1, figure_config
 
 TINY = dict(M=40, N=3000, d=20, n_test=600, t_max=200.0, growth=0.05, n_times=25)
 
@@ -29,33 +29,31 @@ def test_full_size_is_the_papers_setting():
         figure_config("pb-fig2")
 
 
-def test_pipeline_writes_every_file(tmp_path):
-    stages = []
-    config = figure_config("pb-fig1", quick=True, **TINY)
-    rep = reproduce("pb-fig1", tmp_path / "out", config=config,
-                    on_stage=lambda s, sec, p: stages.append(s), progress=False)
-    assert stages == ["derive", "theory", "simulate", "compare", "figure"]
-    for path in rep.files.values():
-        assert path.is_file() and path.stat().st_size > 0
-    assert r"\gamma" in (tmp_path / "out" / "derivation.tex").read_text()
-    kinds = {"theory": "theory", "simulate": "simulation", "compare": "comparison"}
-    for stage, kind in kinds.items():
-        with h5py.File(rep.files[stage]) as f:
-            assert f.attrs["meanfield_kind"] == kind
-    with h5py.File(rep.files["compare"]) as f:
-        assert f.attrs["verdict"] == rep.verdict
-        assert json.loads(f.attrs["config"])["M"] == 40
-
-
-def test_cli_reports_files_and_verdict(tmp_path, monkeypatch):
+def test_pipeline_writes_every_file_and_reports_it(tmp_path, monkeypatch):
+    """The whole pipeline through the command, on a tiny setting (the quick one patched)."""
     import meanfield.reproduce as mod
 
     monkeypatch.setattr(mod, "PB_FIG1_QUICK", {**mod.PB_FIG1_QUICK, **TINY})
-    res = CliRunner().invoke(main, ["reproduce", "pb-fig1", "--quick", "--out",
-                                    str(tmp_path / "r")])
+    out = tmp_path / "r"
+    res = CliRunner().invoke(main, ["reproduce", "pb-fig1", "--quick", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "verdict: " in res.output
-    assert str(tmp_path / "r" / "fig1.png") in res.output
+    # every stage is reported with its file, in order
+    stages = [line.split()[0] for line in res.output.splitlines() if " s -> " in line]
+    assert stages == ["derive", "theory", "simulate", "compare", "figure"]
+    names = ("derivation.tex", "theory.h5", "simulation.h5", "compare.h5", "fig1.png",
+             "errors.png")
+    for name in names:
+        assert (out / name).stat().st_size > 0
+        assert str(out / name) in res.output
+    assert r"\gamma" in (out / "derivation.tex").read_text()
+    for name, kind in (("theory.h5", "theory"), ("simulation.h5", "simulation"),
+                       ("compare.h5", "comparison")):
+        with h5py.File(out / name) as f:
+            assert f.attrs["meanfield_kind"] == kind
+    with h5py.File(out / "compare.h5") as f:
+        verdict = f.attrs["verdict"]
+        assert json.loads(f.attrs["config"])["M"] == TINY["M"]
+    assert res.output.rstrip().endswith(f"verdict: {verdict}")
 
 
 def test_cli_bad_input_exit_2(tmp_path):
