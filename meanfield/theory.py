@@ -576,8 +576,13 @@ def _population_functions(spec: str) -> dict[str, Callable]:
 
     ints = hinge.population_integrands(get_activation(spec))
     args = (hinge.a, hinge.w_par, hinge.rho, hinge.s, hinge.z, hinge.k_perp, hinge.d)
-    return {k: sympy.lambdify(args, elementwise(v), modules=["scipy", "numpy"])
-            for k, v in ints.items()}
+    out = {k: sympy.lambdify(args, elementwise(v), modules=["scipy", "numpy"])
+           for k, v in ints.items()}
+    # the three drives share sigma(u+-), sigma'(u+-): one function with common subexpressions
+    out["drives"] = sympy.lambdify(
+        args, [elementwise(ints[k]) for k in ("F_a", "F_w", "F_rho")],
+        modules=["scipy", "numpy"], cse=True)
+    return out
 
 
 class _Population:
@@ -601,14 +606,17 @@ class _Population:
             return np.ones_like(s)
         return np.sqrt(np.maximum(self.c.d - s**2, 0.0) / (self.c.d - 1.0))
 
-    def _eval(self, name: str, state: tuple[np.ndarray, ...], s: np.ndarray) -> np.ndarray:
-        """``E_z F(node, s, z)`` as ``[node, s]``."""
+    def _eval(self, name: str, state: tuple[np.ndarray, ...], s: np.ndarray
+              ) -> np.ndarray | list[np.ndarray]:
+        """``E_z F(node, s, z)`` as ``[node, s]`` (a list of them for ``drives``)."""
         a, w, rho = (x[:, None, None] for x in state)
         ss = s[None, :, None]
         zz = self.q.z[None, None, :]
         val = self.fn[name](a, w, rho, ss, zz, self.k(s)[None, :, None], float(self.c.d))
-        val = np.broadcast_to(val, (a.shape[0], s.size, zz.size))
-        return val @ self.q.z_weight
+        shape = (a.shape[0], s.size, zz.size)
+        if name == "drives":
+            return [np.broadcast_to(v, shape) @ self.q.z_weight for v in val]
+        return np.broadcast_to(val, shape) @ self.q.z_weight
 
     def f(self, state: tuple[np.ndarray, ...], s: np.ndarray) -> np.ndarray:
         """Network output ``f(s) = alpha E_nodes E_z[a sigma(u)]`` at ``x_par = s``."""
@@ -656,7 +664,7 @@ class _Population:
         pref = self.c.beta * self.c.alpha
         if s.size == 0:
             return np.zeros(3 * state[0].size)
-        parts = [pref * (self._eval(n, state, s) @ ws) for n in ("F_a", "F_w", "F_rho")]
+        parts = [pref * (v @ ws) for v in self._eval("drives", state, s)]
         return np.concatenate(parts)
 
     def observables(self, state: tuple[np.ndarray, ...]) -> dict[str, float]:
