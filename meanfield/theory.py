@@ -75,6 +75,8 @@ class TheoryResult:
     fraction of unsatisfied examples. ``loss``: mean hinge loss. ``slope``:
     ``d gamma / d log t``. ``validity``, ``f_spread``, ``f_spread_x``: see the module docstring.
     ``t_sat``: first satisfaction time of ``|x_par|`` for each value of ``x_par``.
+    ``gamma_minus``: ``gamma_-`` of the Euler push (else None). ``extra``: the population
+    solver's node arrays ``a``, ``w_par``, ``rho`` ``[t, node]`` and ``node_weight`` ``[node]``.
     """
 
     t: np.ndarray
