@@ -34,5 +34,7 @@ def test_log_record_times_span_the_run():
     steps, record = schedule(c)
     assert record[0] == 0 and steps[record[-1]] == 2000.0
     assert 40 <= len(record) <= 52
-    ratios = np.diff(np.log(steps[record[1:]]))
-    assert ratios.max() < 3 * np.log(2000) / 49
+    # away from the first steps (where the grid cannot be finer than dt), the spacing in
+    # log t is within 2x of the ideal log(2000)/49
+    late = steps[record][steps[record] >= 20]
+    assert np.diff(np.log(late)).max() < 2 * np.log(2000) / 49
