@@ -1,6 +1,7 @@
 """Time of the mean-field theory computations (one run, wall clock, best of 3).
 
-- the one-off sympy derivation (``analytic.hinge``) per data law;
+- the one-off sympy derivation (``analytic.hinge``) per data law (cold: ~10 s; warm: read
+  from the disk cache);
 - ``gamma(t)`` on 10^4 log-spaced times up to ``t = 1e12`` by quadrature and by ODE (aim: well
   under 1 s), and the full ``compute`` (S, X, errors, loss, indicators) on the same grid;
 - the population solver (ReLU, so its answer is checked against the closed form here too) for
@@ -31,10 +32,12 @@ def best_of(fn, repeat: int = 3) -> float:
 
 def main() -> None:
     for law in hinge.DATA_LAWS:
+        warm = hinge._cache_file(f"data_law:{law}").exists()
         start = time.perf_counter()
         hinge.numerics(law)
         hinge.latex_equations(law)
-        print(f"sympy derivation ({law}): {time.perf_counter() - start:.2f} s (once per process)")
+        print(f"sympy derivation ({law}): {time.perf_counter() - start:.2f} s (once per "
+              f"process; disk cache {'warm' if warm else 'cold'})")
     times = np.concatenate([[0.0], np.geomspace(1e-3, 1e12, 10_000)])
     for law in hinge.DATA_LAWS:
         c = make_config(d=100, data=law)
