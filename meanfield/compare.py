@@ -699,9 +699,14 @@ def compare(
         notes.append(f"the simulation integrates with {sim.config.integrator}, the schedule "
                      "theory is an explicit Euler push: verdicts against the flow")
         on_schedule = False
-    flow = with_edge_spread(resample(theory.curves, sim.t), theory.config)
-    schedule = (with_edge_spread(schedule_theory(theory.config, sim), theory.config)
-                if on_schedule else None)
+    # the finite-size indicators (validity ~ 1/sqrt(N), spread of f ~ 1/sqrt(M)) are those of
+    # the simulation's N and M, whatever sizes the theory file was made for
+    sized = theory.config.replace(M=sim.config.M, N=sim.config.N, batch=0, record_nodes=0)
+    flow = resample(theory.curves, sim.t)
+    if flow.validity is not None:
+        flow = replace(flow, validity=flow.validity * math.sqrt(theory.config.N / sim.config.N))
+    flow = with_edge_spread(flow, sized)
+    schedule = (with_edge_spread(schedule_theory(sized, sim), sized) if on_schedule else None)
     ref = schedule if schedule is not None else flow
     window, limits = comparison_window(sim, ref)
     tol = tolerances(sim.config)

@@ -275,7 +275,7 @@ def real_run(tmp_path_factory):
     config = make_config(**E2E)
     write_result(simulate(config, progress=False), tmp / "sim.h5")
     for name, changes in (("right", {}), ("other_d", {"d": 2 * config.d}),
-                          ("other_h", {"h": 2.0})):
+                          ("other_h", {"h": 2.0}), ("other_N", {"N": 50 * config.N})):
         c = config.replace(**changes)
         write_theory(compute(c), str(tmp / f"{name}.h5"))
     return tmp
@@ -340,3 +340,16 @@ def test_edge_spread_matches_monte_carlo_of_m_node_networks():
             (R, config.M))) / math.sqrt(config.d)
         f = config.alpha * np.mean(a * np.maximum(u, 0.0), axis=1)
         assert out[i] == pytest.approx(f.std(), rel=0.03), i
+
+
+def test_finite_size_indicators_use_the_simulations_sizes(real_run):
+    """A theory file made for other N and M (not theory parameters: no warning) gives the
+    window, band and verdict of the theory made for the simulation itself: validity ~ 1/sqrt(N)
+    and the spread of f are evaluated for the simulation's N and M."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cmp.CompareWarning)
+        right = cmp.compare(real_run / "sim.h5", real_run / "right.h5")
+        other = cmp.compare(real_run / "sim.h5", real_run / "other_N.h5")
+    assert np.array_equal(right.window, other.window)
+    assert np.allclose(right.band[1], other.band[1], equal_nan=True)
+    assert other.verdict == right.verdict
