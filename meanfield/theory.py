@@ -685,6 +685,16 @@ class _Population:
                 "loss": loss}
 
 
+def _check_no_jump(spec: str) -> None:
+    """The population drives use the classical derivative; an activation with a jump (its
+    derivative has Dirac deltas, e.g. ``step``, ``sign``) would lose the deltas' drive."""
+    import sympy
+
+    if sympy.diff(get_activation(spec).expr, ACT_X).has(sympy.DiracDelta):
+        raise TheoryError(f"activation: {spec!r} has a jump; the population solver needs a "
+                          "continuous activation (relu, tanh, erf, ...)")
+
+
 def compute_population(config: Config, times: Sequence[float] | np.ndarray,
                        x_par: Sequence[float] | np.ndarray | None = None,
                        n_node: int = 12, n_rho: int = 3, n_z: int = 48, rtol: float = 1e-8,
@@ -707,6 +717,7 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     check_config(config)
     c = config
     t = _check_times(times)
+    _check_no_jump(c.activation)
     quad = population_quadrature(c, n_node, n_rho, n_z)
     pop = _Population(c, quad)
     n = quad.a0.size

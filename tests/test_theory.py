@@ -267,6 +267,10 @@ def test_theory_refuses_what_it_does_not_cover():
         T.compute_on_schedule(make_config(activation="tanh"), [0, 1])
     with pytest.raises(T.TheoryError, match="increasing"):
         T.compute(make_config(), times=[0, 2, 1])
+    with pytest.raises(T.TheoryError, match="jump"):
+        T.compute(make_config(activation="step"), times=[0, 1])
+    with pytest.raises(T.TheoryError, match="margin"):
+        T.compute(make_config(margin=0.1), times=[0, 1])
 
 
 def test_write_theory_layout(tmp_path):
