@@ -36,6 +36,8 @@ nothing is typed in as a final formula. Steps (each a function returning sympy e
 Numeric callables (``sympy.lambdify`` to numpy/scipy) are in :func:`numerics`; the LaTeX of the
 closed forms in :func:`latex_equations` (through :func:`analytic.codegen.latex`). Units: ``t``
 in mean-field time (``beta t`` is dimensionless), everything else dimensionless.
+The derivation (~10 s of sympy) runs once per process and is cached on disk as ``srepr`` text
+(read back through a whitelist, never ``eval``), keyed by the package version and the source.
 """
 
 from __future__ import annotations
@@ -281,9 +283,9 @@ def node_equations() -> dict[str, sp.Expr]:
 def relu_reduction() -> dict[str, sp.Expr]:
     """Symmetry reduction of the node equations for ReLU and a symmetric unsatisfied set.
 
-    Under ``x -> -x`` (so ``y -> -y``, ``u -> -u``) with ``U`` symmetric, the data average of
-    ``y F(u) x`` keeps only the part ``(F(u) + F(-u))/2`` (even F-part multiplying the odd
-    ``y x``), and of ``y G(u)`` only ``(G(u) - G(-u))/2``. For ReLU, ``theta(u) + theta(-u) = 1``
+    Under ``x -> -x`` (so ``y -> -y``, ``u -> -u``, and ``y x`` unchanged) with ``U``
+    symmetric, ``<y F(u) x 1_U> = <y x (F(u) + F(-u))/2 1_U>`` and
+    ``<y G(u) 1_U> = <y (G(u) - G(-u))/2 1_U>``. For ReLU, ``theta(u) + theta(-u) = 1``
     and ``relu(u) - relu(-u) = u`` (checked here by sympy), so
 
         <y theta(u) x 1_U> = <y x 1_U>/2 = V e_1,      <y relu(u) 1_U> = w_par V / sqrt(d),
