@@ -353,3 +353,14 @@ def test_finite_size_indicators_use_the_simulations_sizes(real_run):
     assert np.array_equal(right.window, other.window)
     assert np.allclose(right.band[1], other.band[1], equal_nan=True)
     assert other.verdict == right.verdict
+
+
+def test_no_schedule_theory_for_a_heun_simulation(files):
+    """The schedule theory is an explicit Euler push: a Heun run is judged against the flow."""
+    config, tmp = files
+    heun = config.replace(integrator="heun")
+    write_sim_fixture(tmp / "sim.h5", heun)
+    result = cmp.compare(tmp / "sim.h5", tmp / "theory.h5")
+    assert result.schedule is None and result.reference is result.flow
+    assert any("heun" in note for note in result.notes)
+    assert result.metrics["gamma"].value == result.metrics["gamma"].value_flow
