@@ -27,7 +27,8 @@ def errors_path(plot: str | Path) -> Path:
               help="write the comparison (meanfield file of kind 'comparison') here")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
-              help="write the four-panel figure (fig.png or fig.pdf)")
+              help="write the four-panel Fig. 1 (fig.png or fig.pdf) and the error curves "
+                   "next to it (fig_errors.png)")
 @click.option("--strict", is_flag=True, help="exit status 1 when the verdict is 'disagree'")
 @click.option("--no-schedule", is_flag=True,
               help="do not push the theory through the simulation's step schedule")
