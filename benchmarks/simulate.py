@@ -221,6 +221,17 @@ def main() -> None:
     steps = 200 if quick else 2000
     k_base = args.baseline_steps or (3 if quick else 10)
     rep = 3 if quick else 5
+    print(f"# meanfield simulator benchmark ({'quick' if quick else 'full'}); "
+          f"threads = {THREADS}")
+    # memory first, before any baseline (and PyTorch) has been loaded
+    peak, rss = memory_peak(N, M, d)
+    ts = thread_settings()
+    print(f"# BLAS: {ts['blas']}; numba threads {ts['numba_threads']} "
+          f"({ts['numba_threading_layer']}); OPENBLAS_CORETYPE="
+          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    print(f"(g) memory at M={M} N={N} d={d} float64: peak of the arrays (tracemalloc) "
+          f"{peak:.0f} MB, training set ({N * d * 8 / 2**20:.0f} MB) included (target <= "
+          f"300 MB); process max RSS {rss:.0f} MB (Python, NumPy, Numba/LLVM included)")
     try:
         import torch
 
@@ -228,18 +239,6 @@ def main() -> None:
         have_torch = not args.no_torch
     except ImportError:
         have_torch = False
-
-    print(f"# meanfield simulator benchmark ({'quick' if quick else 'full'}); "
-          f"threads = {THREADS}")
-    ts = thread_settings()
-    print(f"# BLAS: {ts['blas']}; numba threads {ts['numba_threads']} "
-          f"({ts['numba_threading_layer']}); OPENBLAS_CORETYPE="
-          f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-
-    peak, rss = memory_peak(N, M, d)
-    print(f"(g) memory at M={M} N={N} d={d} float64: tracemalloc peak {peak:.0f} MB "
-          f"(training set {N * d * 8 / 2**20:.0f} MB included), max RSS {rss:.0f} MB "
-          f"(target <= 300 MB)")
 
     floor = floor_time(N, M, d, "float64", rep)
     print(f"(a) floor (2 GEMMs) M={M} N={N} d={d} float64: {floor:.3f} s")

@@ -736,8 +736,16 @@ def dense_velocity(
     docstring. ``X``, ``y``, ``a``, ``W`` must have ``params.dtype``. Returns
     ``(L, n_unsat)``."""
     block = max(1, min(block, X.shape[0]))
-    eng = _Engine(a.shape[0], X.shape[1], params, block)
+    key = (a.shape[0], X.shape[1], params, block)
+    eng = _engines.pop(key, None) or _Engine(*key)
+    _engines[key] = eng  # most recently used last
+    while len(_engines) > 4:
+        _engines.pop(next(iter(_engines)))
     return eng.run(X, y, a, W, None, v_a_out, v_W_out)
+
+
+_engines: dict[tuple, _Engine] = {}
+"""The last few engines of :func:`dense_velocity` (mini-batch steps reuse their buffers)."""
 
 
 # ---------------------------------------------------------------------------------------------
