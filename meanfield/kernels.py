@@ -473,7 +473,9 @@ def _advance(dc, wc, R, xnorm, margin, s2, phi, bound, dist, tau, u, coef):
 
 def set_threads(threads: int) -> int:
     """Set both thread pools (Numba's and the BLAS one, via threadpoolctl) to ``threads``
-    (0 = all cores, capped by Numba's maximum). Process-wide. Returns the count used."""
+    (0 = all cores, capped by Numba's maximum). Process-wide; SciPy's own BLAS is loaded first
+    so that it is limited too. Returns the count used."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, if it has its own)
     from threadpoolctl import threadpool_limits
 
     n = numba.config.NUMBA_NUM_THREADS if threads <= 0 else min(threads,
