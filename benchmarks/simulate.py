@@ -214,7 +214,11 @@ def main() -> None:
     ap.add_argument("--full-baselines", action="store_true",
                     help="run NumPy / PyTorch over the whole schedule")
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--opt-n", type=int, default=None,
+                    help="N of the certificate-vs-optimum run (f) (default 2e4, quick 5e3)")
+    ap.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'f'")
     args = ap.parse_args()
+    only = set(args.only)
     THREADS = set_threads(args.threads)
     quick = args.quick
     M, N, d = 400, (20_000 if quick else 100_000), 100
@@ -224,14 +228,15 @@ def main() -> None:
     print(f"# meanfield simulator benchmark ({'quick' if quick else 'full'}); "
           f"threads = {THREADS}")
     # memory first, before any baseline (and PyTorch) has been loaded
-    peak, rss = memory_peak(N, M, d)
+    peak, rss = memory_peak(N, M, d) if "g" in only else (math.nan, math.nan)
     ts = thread_settings()
     print(f"# BLAS: {ts['blas']}; numba threads {ts['numba_threads']} "
           f"({ts['numba_threading_layer']}); OPENBLAS_CORETYPE="
           f"{os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
-    print(f"(g) memory at M={M} N={N} d={d} float64: peak of the arrays (tracemalloc) "
-          f"{peak:.0f} MB, training set ({N * d * 8 / 2**20:.0f} MB) included (target <= "
-          f"300 MB); process max RSS {rss:.0f} MB (Python, NumPy, Numba/LLVM included)")
+    if "g" in only:
+        print(f"(g) memory at M={M} N={N} d={d} float64: peak of the arrays (tracemalloc) "
+              f"{peak:.0f} MB, training set ({N * d * 8 / 2**20:.0f} MB) included (target <= "
+              f"300 MB); process max RSS {rss:.0f} MB (Python, NumPy, Numba/LLVM included)")
     try:
         import torch
 
@@ -240,59 +245,63 @@ def main() -> None:
     except ImportError:
         have_torch = False
 
-    floor = floor_time(N, M, d, "float64", rep)
-    print(f"(a) floor (2 GEMMs) M={M} N={N} d={d} float64: {floor:.3f} s")
-    sizes = [(M, N, d), (200, 10_000, 50)]
-    floors = {}
-    for (m, n, dd) in sizes:
-        for dt in ("float64", "float32"):
-            floors[(m, n, dd, dt)] = floor_time(n, m, dd, dt, rep)
-    for (m, n, dd) in sizes:
-        for dt in ("float64", "float32"):
-            t = dense_step_time(n, m, dd, dt, rep)
-            f64, own = floors[(m, n, dd, "float64")], floors[(m, n, dd, dt)]
-            target = 1.2 if (m, n, dd) == (M, N, d) else 1.3
-            print(f"(b) dense step M={m} N={n} d={dd} {dt}: {t:.3f} s = {t / f64:.2f}x the "
-                  f"float64 floor, {t / own:.2f}x the {dt} floor (target {target}x)")
-    t_np = numpy_step_time(N, M, d, max(1, rep - 2))
-    print(f"(c) NumPy step: {t_np:.3f} s = {t_np / floor:.2f}x floor")
-    if have_torch:
-        t_torch = torch_step_time(N, M, d, max(1, rep - 2))
-        print(f"(d) PyTorch eager + autograd step: {t_torch:.3f} s = {t_torch / floor:.2f}x "
-              "floor")
-    else:
-        print("(d) PyTorch not importable: skipped")
+    if only & set("bcde"):
+        floor = floor_time(N, M, d, "float64", rep)
+        print(f"(a) floor (2 GEMMs) M={M} N={N} d={d} float64: {floor:.3f} s")
+        sizes = [(M, N, d), (200, 10_000, 50)]
+        floors = {}
+        for (m, n, dd) in sizes:
+            for dt in ("float64", "float32"):
+                floors[(m, n, dd, dt)] = floor_time(n, m, dd, dt, rep)
+        for (m, n, dd) in sizes:
+            for dt in ("float64", "float32"):
+                t = dense_step_time(n, m, dd, dt, rep)
+                f64, own = floors[(m, n, dd, "float64")], floors[(m, n, dd, dt)]
+                target = 1.2 if (m, n, dd) == (M, N, d) else 1.3
+                print(f"(b) dense step M={m} N={n} d={dd} {dt}: {t:.3f} s = {t / f64:.2f}x the "
+                      f"float64 floor, {t / own:.2f}x the {dt} floor (target {target}x)")
+        t_np = numpy_step_time(N, M, d, max(1, rep - 2))
+        print(f"(c) NumPy step: {t_np:.3f} s = {t_np / floor:.2f}x floor")
+        if have_torch:
+            t_torch = torch_step_time(N, M, d, max(1, rep - 2))
+            print(f"(d) PyTorch eager + autograd step: {t_torch:.3f} s = {t_torch / floor:.2f}x "
+                  "floor")
+        else:
+            print("(d) PyTorch not importable: skipped")
 
-    # (e) the whole run
-    X, y, a0, W0 = problem(N, M, d, "float64", seed=2)
-    p = StepParams("relu", "hinge", 1.0, 1.0, "float64")
-    st = FullBatchStepper(X, y, p, threads=THREADS, directions=np.eye(d)[0])
-    v_ours = ours_velocity(st)
-    a_k, W_k, _ = euler(v_ours, a0.copy(), W0.copy(), k_base)
-    st = FullBatchStepper(X, y, p, threads=THREADS, directions=np.eye(d)[0])
-    v_ours = ours_velocity(st)
-    a_T, W_T, t_run = euler(v_ours, a0.copy(), W0.copy(), steps)
-    print(f"(e) whole run, {steps} Euler steps with skipping: {t_run:.1f} s = "
-          f"{t_run / (steps * floor):.3f}x of {steps} floors (target <= 0.2x); "
-          f"final train error {1 - st.satisfied.mean():.4f}")
-    baselines = [("NumPy", numpy_stepper(X, y, p))]
-    if have_torch:
-        tv = torch_stepper(X, y, 1.0, 1.0)
-        baselines.append(("PyTorch", lambda a, W: tv(a, W)))
-    n_base = steps if args.full_baselines else k_base
-    ref_a, ref_W = (a_T, W_T) if args.full_baselines else (a_k, W_k)
-    for name, vel in baselines:
-        a_b, W_b, t_b = euler(vel, a0.copy(), W0.copy(), n_base)
-        t_whole = t_b * steps / n_base
-        diff = max(np.abs(a_b - ref_a).max() / np.abs(ref_a).max(),
-                   np.abs(W_b - ref_W).max() / np.abs(ref_W).max())
-        how = "measured" if n_base == steps else f"{n_base} steps measured, extrapolated"
-        print(f"(e) {name} on the same schedule: {t_whole:.1f} s ({how}); ours is "
-              f"{t_whole / t_run:.1f}x faster (target >= 10x); weights after {n_base} steps "
-              f"differ by {diff:.1e} (relative to the largest)")
+        # (e) the whole run
+        X, y, a0, W0 = problem(N, M, d, "float64", seed=2)
+        p = StepParams("relu", "hinge", 1.0, 1.0, "float64")
+        st = FullBatchStepper(X, y, p, threads=THREADS, directions=np.eye(d)[0])
+        v_ours = ours_velocity(st)
+        a_k, W_k, _ = euler(v_ours, a0.copy(), W0.copy(), k_base)
+        st = FullBatchStepper(X, y, p, threads=THREADS, directions=np.eye(d)[0])
+        v_ours = ours_velocity(st)
+        a_T, W_T, t_run = euler(v_ours, a0.copy(), W0.copy(), steps)
+        print(f"(e) whole run, {steps} Euler steps with skipping: {t_run:.1f} s = "
+              f"{t_run / (steps * floor):.3f}x of {steps} floors (target <= 0.2x); "
+              f"final train error {1 - st.satisfied.mean():.4f}")
+        baselines = [("NumPy", numpy_stepper(X, y, p))]
+        if have_torch:
+            tv = torch_stepper(X, y, 1.0, 1.0)
+            baselines.append(("PyTorch", lambda a, W: tv(a, W)))
+        n_base = steps if args.full_baselines else k_base
+        ref_a, ref_W = (a_T, W_T) if args.full_baselines else (a_k, W_k)
+        for name, vel in baselines:
+            a_b, W_b, t_b = euler(vel, a0.copy(), W0.copy(), n_base)
+            t_whole = t_b * steps / n_base
+            diff = max(np.abs(a_b - ref_a).max() / np.abs(ref_a).max(),
+                       np.abs(W_b - ref_W).max() / np.abs(ref_W).max())
+            how = "measured" if n_base == steps else f"{n_base} steps measured, extrapolated"
+            print(f"(e) {name} on the same schedule: {t_whole:.1f} s ({how}); ours is "
+                  f"{t_whole / t_run:.1f}x faster (target >= 10x); weights after {n_base} steps "
+                  f"differ by {diff:.1e} (relative to the largest)")
 
+    if "f" not in only:
+        return
     # (f) certificate against the per-step optimum
     n_opt, s_opt = (5_000, 200) if quick else (20_000, 2000)
+    n_opt = args.opt_n or n_opt
     fr = optimum_fraction(n_opt, M, d, s_opt)
     print(f"(f) M={M} N={n_opt} d={d}, {s_opt} steps: examples evaluated per step "
           f"ours {fr['ours']:.4f}, best per-step certificate {fr['opt']:.4f} -> ratio "
