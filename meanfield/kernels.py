@@ -30,12 +30,15 @@ Units: ``v`` is per unit of mean-field time ``t`` divided by ``beta``.
 
 How a step is computed (:func:`dense_velocity`, :class:`FullBatchStepper`): the examples are
 processed in blocks of rows (no ``(N, M)`` array); per block ``Z = X_blk (W / sqrt d)^T`` by
-BLAS, then a Numba pass computes ``f``, ``g = -l'(y f) y`` and the loss; the rows with
-``g != 0`` (for the hinge: the unsatisfied ones) are appended, in index order, to a backward
-buffer holding ``G = g sigma'(Z)``, ``g sigma(Z)`` and the rows of ``X``; when the buffer is
-full (``block`` rows) it is flushed: ``acc_W += G^T X_U`` (BLAS) and ``acc_a += sum_rows``.
-The flush points depend only on the sequence of back-propagated examples, so the forward
-skipping of :class:`FullBatchStepper` leaves every floating-point operation of the velocities
+BLAS, then one Numba pass computes ``f``, ``g = -l'(y f) y`` and the loss, and overwrites the
+rows with ``g != 0`` (for the hinge: the unsatisfied ones) by ``G = g sigma'(z)``. Those rows
+are appended, in index order, to a backward buffer (``G``, the rows of ``X`` and, for
+activations with ``sigma(z) != z sigma'(z)``, ``g sigma(z)``); when it holds ``block`` rows it is
+flushed: ``acc_W += G^T X_U`` (BLAS), ``acc_a +=`` column sums (a dense block that is entirely
+back-propagated is flushed in place, without copies). For relu, leaky relu and linear,
+``sigma(z) = z sigma'(z)`` gives ``acc_a[i] = (w_i / sqrt d) . acc_W[i]`` at no cost. The
+flush points depend only on the sequence of back-propagated examples, so the forward skipping
+of :class:`FullBatchStepper` leaves every floating-point operation of the velocities
 unchanged (bitwise identical to the dense path).
 """
 
