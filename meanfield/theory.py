@@ -751,11 +751,14 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
         reached = f_t >= c.h
         tsat = np.where(reached.any(axis=0), t[np.argmax(reached, axis=0)], np.inf)
     nan = np.full(t.shape, np.nan)
-    slope = np.gradient(gamma, np.log(np.maximum(t, 1e-300))) if t.size > 1 else nan
+    # d gamma/d log t = t E[(da + dw) u0] / E[(a + w) u0], from the drives themselves
+    rate = np.array([float(quad.weight @ ((dr[:n] + dr[n:2 * n]) * u0))
+                     / float(quad.weight @ ((y_[:n] + y_[n:2 * n]) * u0))
+                     for y_, dr in ((y_, pop.drive(split(y_))) for y_ in ys)])
     return TheoryResult(
         t=t, gamma=gamma, S=S, X=np.array([o["X"] for o in obs]),
         train_error=np.array([o["train_error"] for o in obs]),
-        loss=np.array([o["loss"] for o in obs]), slope=np.where(t > 0, slope, np.nan),
+        loss=np.array([o["loss"] for o in obs]), slope=t * rate,
         validity=nan, f_spread=nan, asymptote_C=math.nan, asymptote_c=math.nan, config=c,
         latex=hinge.latex_equations(c.data, get_activation(c.activation)),
         method=f"population solver ({n} nodes, {c.activation})", x_par=xp,

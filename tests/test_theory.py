@@ -235,7 +235,7 @@ def test_population_solver_reproduces_relu_closed_form(data):
     t = np.array([0.0, 1.0, 10.0, 100.0])
     pop = T.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9)
     ref = T.compute(c, times=t)
-    for name in ("gamma", "S", "train_error", "loss"):
+    for name in ("gamma", "S", "train_error", "loss", "slope"):
         np.testing.assert_allclose(getattr(pop, name), getattr(ref, name), rtol=1e-6,
                                    atol=1e-12, err_msg=name)
 
