@@ -711,8 +711,9 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     large ``rho`` (tanh, ``rho = 1.6``: 6% error at 16 points, 1e-4 at 48, 1e-6 at 96); for
     ReLU it is exact at any size (symmetric points). ``gamma`` is the simulator's estimator
     ``log(E[(a + w)(a0 + w0)] / E[(a0 + w0)^2])`` on the population; ``validity`` and
-    ``f_spread`` are not computed (NaN); ``t_sat`` is the first grid time at which
-    ``f(|x_par|) >= h`` (``inf`` if never on the grid).
+    ``f_spread`` are not computed (NaN); ``t_sat`` is the time at which ``f(|x_par|)``
+    reaches ``h`` inside the first interval of the time grid at whose end it is reached (root
+    of the dense ODE output; ``inf`` if never reached on the grid).
     """
     check_config(config)
     c = config
@@ -733,7 +734,7 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     y0 = np.concatenate([quad.a0, quad.w0, quad.rho0])
     if tau[-1] > 0:
         sol = solve_ivp(rhs, (0.0, float(tau[-1])), y0, method="DOP853", t_eval=tau,
-                        rtol=rtol, atol=rtol * 1e-2)
+                        rtol=rtol, atol=rtol * 1e-2, dense_output=True)
         if not sol.success:
             raise RuntimeError(f"population solver failed: {sol.message}")
         ys = sol.y.T
@@ -749,7 +750,18 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     if xp is not None:
         f_t = np.array([pop.f(split(y_), xp) for y_ in ys])
         reached = f_t >= c.h
-        tsat = np.where(reached.any(axis=0), t[np.argmax(reached, axis=0)], np.inf)
+        tsat = np.full(xp.shape, np.inf)
+        for j in np.flatnonzero(reached.any(axis=0)):
+            i = int(np.argmax(reached[:, j]))
+            if i == 0:
+                tsat[j] = t[0]
+                continue
+
+            def gap(tau_: float, j: int = j) -> float:
+                return float(pop.f(split(sol.sol(tau_)), xp[j:j + 1])[0] - c.h)
+
+            tau_sat = brentq(gap, tau[i - 1], tau[i], xtol=1e-13, rtol=1e-13)
+            tsat[j] = t0 * math.expm1(tau_sat)
     nan = np.full(t.shape, np.nan)
     # d gamma/d log t = t E[(da + dw) u0] / E[(a + w) u0], from the drives themselves
     rate = np.array([float(quad.weight @ ((dr[:n] + dr[n:2 * n]) * u0))

@@ -233,11 +233,16 @@ def test_population_solver_reproduces_relu_closed_form(data):
     rtol 1e-9; the quadratures are exact for ReLU thanks to the symmetric point sets)."""
     c = make_config(d=20, data=data)
     t = np.array([0.0, 1.0, 10.0, 100.0])
-    pop = T.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9)
-    ref = T.compute(c, times=t)
+    pop = T.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9,
+                               x_par=[0.05, 0.5, 2.0])
+    ref = T.compute(c, times=t, x_par=[0.05, 0.5, 2.0])
     for name in ("gamma", "S", "train_error", "loss", "slope"):
         np.testing.assert_allclose(getattr(pop, name), getattr(ref, name), rtol=1e-6,
                                    atol=1e-12, err_msg=name)
+    # t_sat(0.05) is beyond t = 100: inf for the grid-bound population solver
+    assert pop.t_sat[0] == np.inf and ref.t_sat[0] > t[-1]
+    # root of the dense ODE output (DOP853 interpolant, rtol 1e-9): 1e-5 relative
+    np.testing.assert_allclose(pop.t_sat[1:], ref.t_sat[1:], rtol=1e-5)
 
 
 def test_population_solver_linear_activation_against_hand_derived_ode():
