@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import tomllib
@@ -194,7 +195,7 @@ def _check(c: Config) -> None:
     need(c.threads >= 0, f"threads must be >= 0 (0 = all cores), got {c.threads}")
     need(c.n_times >= 2, f"n_times must be >= 2, got {c.n_times}")
     need(
-        all(t >= 0 for t in c.times) and all(b > a for a, b in zip(c.times, c.times[1:])),
+        all(t >= 0 for t in c.times) and all(b > a for a, b in itertools.pairwise(c.times)),
         f"times must be non-negative and strictly increasing, got {list(c.times)}",
     )
     need(0 <= c.record_nodes <= c.M, f"record_nodes must be in [0, M={c.M}] (0 = all)")
