@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import subprocess
@@ -104,6 +105,7 @@ def provenance(kind: str, config_json: str | None = None, seed: int | None = Non
     }
     if config_json is not None:
         attrs["config"] = config_json
+        attrs["config_hash"] = hashlib.sha256(config_json.encode()).hexdigest()[:12]
         for key, value in json.loads(config_json).items():
             attrs[f"config_{key}"] = value
     if seed is not None:

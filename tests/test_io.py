@@ -53,6 +53,7 @@ def test_xarray_reads_dimensions_and_attributes(tmp_path):
         assert json.loads(ds.attrs["config"])["M"] == 400
         assert ds.attrs["config_M"] == 400
         assert ds.attrs["seed"] == 7
+        assert ds.attrs["config_hash"] == Config().hash()  # the run name of Config.hash
         assert "numba" in json.loads(ds.attrs["versions"])
 
 
