@@ -131,6 +131,7 @@ class Curves:
     validity: np.ndarray | None = None
     f_spread: np.ndarray | None = None  # std of f over draws of M nodes, averaged over x
     edge_spread: np.ndarray | None = None  # the same at the edge |x_par| = X(t)
+    gamma_minus: np.ndarray | None = None  # gamma_- of an Euler push (decaying branch)
 
 
 @dataclass(frozen=True)
@@ -278,6 +279,7 @@ def _curves_from_result(result: Any, label: str) -> Curves:
         loss=get("loss"),
         validity=get("validity"),
         f_spread=get("f_spread"),
+        gamma_minus=get("gamma_minus"),
     )
 
 
@@ -349,6 +351,7 @@ def resample(curves: Curves, t: np.ndarray) -> Curves:
         loss=interp(curves.loss),
         validity=interp(curves.validity),
         f_spread=interp(curves.f_spread),
+        gamma_minus=interp(curves.gamma_minus),
     )
 
 
@@ -363,12 +366,14 @@ def initial_rate(curves: Curves) -> float:
     return float(curves.gamma[i] / curves.t[i])
 
 
-def node_trajectories(a0: np.ndarray, w0: np.ndarray, gamma: np.ndarray):
-    """Closed-form ReLU trajectories ``(a, w_par)`` of shape ``[t, node]``
-    (``meanfield.theory.node_trajectories``)."""
+def node_trajectories(a0: np.ndarray, w0: np.ndarray, curves: Curves):
+    """Closed-form ReLU trajectories ``(a, w_par)`` of shape ``[t, node]`` along ``curves``
+    (``meanfield.theory.node_trajectories``; an Euler push uses its own ``gamma_-`` for the
+    decaying branch ``a - w_par``)."""
     from meanfield import theory
 
-    return theory.node_trajectories(np.asarray(a0), np.asarray(w0), np.asarray(gamma))
+    return theory.node_trajectories(np.asarray(a0), np.asarray(w0), curves.gamma,
+                                    curves.gamma_minus)
 
 
 def max_relative_error(sim: np.ndarray, th: np.ndarray, mask: np.ndarray) -> float | None:
@@ -723,8 +728,8 @@ def compare(
                          resolved.get(q, window), tol[q])
         for q in CURVES
     }
-    a_flow, w_flow = node_trajectories(sim.a0, sim.w_par0, flow.gamma)
-    a_ref, w_ref = node_trajectories(sim.a0, sim.w_par0, ref.gamma)
+    a_flow, w_flow = node_trajectories(sim.a0, sim.w_par0, flow)
+    a_ref, w_ref = node_trajectories(sim.a0, sim.w_par0, ref)
     for q, s, fl, rf in (("a", sim.a, a_flow, a_ref), ("w_par", sim.w_par, w_flow, w_ref)):
         metrics[q] = _curve_metric(q, s, fl, None if schedule is None else rf, window, tol[q],
                                    measure=relative_rms)

@@ -310,16 +310,23 @@ def t_sat(config: Config, x_par: Sequence[float] | np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- observables
 
 
-def node_trajectories(a0: np.ndarray, w0: np.ndarray, gamma: np.ndarray
+def node_trajectories(a0: np.ndarray, w0: np.ndarray, gamma: np.ndarray,
+                      gamma_minus: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
     """ReLU trajectories ``[t, node]``: ``a = a0 cosh g + w0 sinh g``,
     ``w_par = w0 cosh g + a0 sinh g``, evaluated as ``e^g ((a0 + w0) +- (a0 - w0) e^{-2g})/2``
-    (finite whenever the result is; ``gamma >= 0``)."""
+    (finite whenever the result is; ``gamma >= 0``).
+
+    With ``gamma_minus`` (the Euler push, where ``a + w_par`` grows by ``e^{gamma_+}`` and
+    ``a - w_par`` decays by ``e^{-gamma_-}`` exactly, ``gamma_+ != gamma_-``):
+    ``a, w_par = ((a0 + w0) e^{gamma_+} +- (a0 - w0) e^{-gamma_-}) / 2``, valid while every
+    step has ``eps_n = dt_n kappa_n < 1`` (else ``a - w_par`` changes sign at that step)."""
     a0 = np.asarray(a0, dtype=np.float64)[None, :]
     w0 = np.asarray(w0, dtype=np.float64)[None, :]
     g = np.asarray(gamma, dtype=np.float64)[:, None]
+    g_minus = g if gamma_minus is None else np.asarray(gamma_minus, dtype=np.float64)[:, None]
     half_up = np.exp(g - _LOG2)
-    down = np.exp(-2.0 * g)
+    down = np.exp(-g - g_minus)
     return (half_up * ((a0 + w0) + (a0 - w0) * down),
             half_up * ((a0 + w0) - (a0 - w0) * down))
 

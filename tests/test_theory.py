@@ -227,6 +227,31 @@ def test_euler_push_with_sample_moments_equals_pushing_the_sample():
     assert abs(r.gamma[-1] - r.gamma_minus[-1]) > 0.01
 
 
+def test_node_trajectories_of_the_euler_push_use_both_exponents():
+    """Nodes pushed by Euler steps (every eps_n = dt_n kappa_n < 1, as in any simulation) are
+    the closed form with gamma_+ for a + w_par and gamma_- for a - w_par, to rounding; with
+    gamma_- replaced by gamma_+ (the flow's form) they are not."""
+    rng = np.random.default_rng(4)
+    c = make_config(d=5, alpha=2.0, sa=1.3, sw=0.6)
+    a0, w0 = rng.normal(0, c.sa, 40), rng.normal(0, c.sw, 40)
+    steps = np.array([0.0, 1.0, 2.0, 2.5, 4.0, 6.0])  # kappa <= 0.36, so eps_n <= 0.72
+    moments = {"a2": np.mean(a0**2), "w2": np.mean(w0**2), "aw": np.mean(a0 * w0)}
+    r = T.compute_on_schedule(c, steps, init_moments=moments)
+    a, w = a0.copy(), w0.copy()
+    for n, dt in enumerate(np.diff(steps)):
+        S = c.alpha * np.mean(a * w) / (2 * math.sqrt(c.d))
+        assert S == pytest.approx(r.S[n], rel=1e-10)
+        X = c.h / S if S > 0 else math.inf
+        kappa = c.beta * c.alpha * -math.expm1(-X * X / 2) / math.sqrt(2 * math.pi * c.d)
+        assert dt * kappa < 1
+        a, w = a + dt * kappa * w, w + dt * kappa * a
+    a_th, w_th = T.node_trajectories(a0, w0, r.gamma[-1:], r.gamma_minus[-1:])
+    np.testing.assert_allclose(a_th[0], a, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(w_th[0], w, rtol=1e-10, atol=1e-13)
+    a_one, _ = T.node_trajectories(a0, w0, r.gamma[-1:])
+    assert np.max(np.abs(a_one[0] - a)) > 1e-2
+
+
 @pytest.mark.parametrize("data", ["gaussian", "sphere"])
 def test_population_solver_reproduces_relu_closed_form(data):
     """The general-activation solver given relu: gamma, S, train error, loss to 1e-6 (ODE
