@@ -40,17 +40,14 @@ coefficient; the identity coefficient makes the diagonal (``rho = q = 1``) exact
                      identity = E_phi2 - nu^2 - zeta^2 - mu2^2 t2 / 2
     both:            first + R * second, normalised as lr1 = 1, lr2 = R (``lr_ratio``).
 
-Comparison with Hu et al.: their linearised kernels have the same ``data`` coefficient
-``zeta^2`` and the same structure; as we recall their statement (the paper text was not at
-hand while this was written: check before quoting), ``Theta2^lin = nu^2 11^T +
-zeta^2 XX^T/d + (E phi^2 - nu^2 - zeta^2) I`` and ``Theta1^lin = zeta^2 XX^T/d +
-(E phi'^2 - zeta^2) I``, i.e. without the second-order ``mu2^2 t2`` terms. Dropping them is
-harmless only when ``mu2 = 0`` (odd activations) or ``n t2`` is small: for relu
-``mu2^2 = 1/(2 pi)`` and ``mu2^2 t2 11^T`` has spectral norm ``n / (2 pi d)``, comparable to
-``zeta^2 ||XX^T/d||`` when ``n = d^1.25``. We keep them: without them relu's first-layer error
-stays at ~0.25 for all d (tests/test_kernels.py), with them it falls like ``d^(-1/2)``.
-The coefficients here are derived above and checked numerically, not copied. Not in the
-affine form: the first-order effect of the norm fluctuations ``q - 1 = O(1/sqrt(d))`` of
+Relation to Hu et al.: the structure and the ``data`` coefficient ``zeta^2`` are theirs; here
+the mean of the second-order term, ``mu2^2 t2`` (first layer) and ``mu2^2 t2 / 2`` (second
+layer), is kept in ``ones``. Dropping it is harmless only when ``mu2 = 0`` (odd activations)
+or ``n t2`` is small: for relu ``mu2^2 = 1/(2 pi)`` and ``mu2^2 t2 11^T`` has spectral norm
+``n / (2 pi d)``, comparable to ``zeta^2 ||XX^T/d||`` when ``n = d^1.25``. Without it relu's
+first-layer error stays at ~0.25 for all d (tests/test_kernels.py); with it, it falls like
+``d^(-1/2)``. The coefficients are derived above and checked numerically. Not in the affine
+form: the first-order effect of the norm fluctuations ``q - 1 = O(1/sqrt(d))`` of
 Gaussian data (rank-two terms, relative spectral size ``O(1/sqrt(d))``; they vanish for
 relu's first layer and for data on the sphere).
 

@@ -355,7 +355,7 @@ def test_affine_coefficients_from_gaussian_moments_and_mehler_from_its_coefficie
     assert sp.simplify(c["first"]["ones"].expr - 1 / (200 * sp.pi)) == 0
     assert sp.simplify(c["second"]["identity"].expr
                        - (sp.Rational(1, 4) - 1 / (2 * sp.pi) - 1 / (400 * sp.pi))) == 0
-    # the analytic engineer's Hermite coefficients vs the Stein derivation above
+    # analytic.gaussian's Hermite coefficients vs the Stein derivation above
     mine = mehler_series(_relu_hermite_exact(6))
     theirs = mehler_series(hermite_coefficients("relu", 6))
     for key in mine:
