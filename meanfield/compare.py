@@ -704,6 +704,10 @@ def compare(
         notes.append(f"the simulation integrates with {sim.config.integrator}, the schedule "
                      "theory is an explicit Euler push: verdicts against the flow")
         on_schedule = False
+    if sim.config.online or sim.config.batch:
+        mode = "online" if sim.config.online else f"mini-batch (batch = {sim.config.batch})"
+        notes.append(f"the simulation trains {mode}; the theory is the full-batch mean-field "
+                     "limit, so the verdicts include the gradient noise of the batches")
     # the finite-size indicators (validity ~ 1/sqrt(N), spread of f ~ 1/sqrt(M)) are those of
     # the simulation's N and M, whatever sizes the theory file was made for
     sized = theory.config.replace(M=sim.config.M, N=sim.config.N, batch=0, record_nodes=0)

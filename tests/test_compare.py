@@ -364,3 +364,15 @@ def test_no_schedule_theory_for_a_heun_simulation(files):
     assert result.schedule is None and result.reference is result.flow
     assert any("heun" in note for note in result.notes)
     assert result.metrics["gamma"].value == result.metrics["gamma"].value_flow
+
+
+def test_mini_batch_and_online_runs_are_flagged(files):
+    """The theory is the full-batch limit: a mini-batch or online run gets a note saying so;
+    a full-batch run does not."""
+    config, tmp = files
+    write_sim_fixture(tmp / "full.h5", config)
+    assert not any("batch" in n for n in cmp.compare(tmp / "full.h5", tmp / "theory.h5").notes)
+    for changes, word in (({"batch": 100}, "mini-batch"), ({"online": True}, "online")):
+        write_sim_fixture(tmp / "sim.h5", config.replace(**changes))
+        notes = cmp.compare(tmp / "sim.h5", tmp / "theory.h5").notes
+        assert any(word in n and "full-batch" in n for n in notes), notes
