@@ -250,18 +250,20 @@ def main() -> None:
         print(f"(a) floor (2 GEMMs) M={M} N={N} d={d} float64: {floor:.3f} s")
         sizes = [(M, N, d), (200, 10_000, 50)]
         floors = {}
-        for (m, n, dd) in sizes:
+        for (m, n, dd) in sizes if "b" in only else []:
             for dt in ("float64", "float32"):
                 floors[(m, n, dd, dt)] = floor_time(n, m, dd, dt, rep)
-        for (m, n, dd) in sizes:
+        for (m, n, dd) in sizes if "b" in only else []:
             for dt in ("float64", "float32"):
                 t = dense_step_time(n, m, dd, dt, rep)
                 f64, own = floors[(m, n, dd, "float64")], floors[(m, n, dd, dt)]
                 target = 1.2 if (m, n, dd) == (M, N, d) else 1.3
                 print(f"(b) dense step M={m} N={n} d={dd} {dt}: {t:.3f} s = {t / f64:.2f}x the "
                       f"float64 floor, {t / own:.2f}x the {dt} floor (target {target}x)")
+    if "c" in only:
         t_np = numpy_step_time(N, M, d, max(1, rep - 2))
         print(f"(c) NumPy step: {t_np:.3f} s = {t_np / floor:.2f}x floor")
+    if "d" in only:
         if have_torch:
             t_torch = torch_step_time(N, M, d, max(1, rep - 2))
             print(f"(d) PyTorch eager + autograd step: {t_torch:.3f} s = {t_torch / floor:.2f}x "
@@ -269,6 +271,7 @@ def main() -> None:
         else:
             print("(d) PyTorch not importable: skipped")
 
+    if "e" in only:
         # (e) the whole run
         X, y, a0, W0 = problem(N, M, d, "float64", seed=2)
         p = StepParams("relu", "hinge", 1.0, 1.0, "float64")

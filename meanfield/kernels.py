@@ -248,22 +248,29 @@ def _loss_and_g(loss: int, m: float, h: float) -> tuple[float, float]:
 _FM = {"reassoc", "contract"}
 """Fast-math flags of the reductions: the summation order is then chosen by the compiler, but
 it is the same machine code for every row and every call, hence the same bits in the dense and
-the skipping paths."""
+the skipping paths. The row helpers below must NOT be ``inline="always"``: Numba inlines at the
+level of its own IR and the inlined loops then take the flags of the caller (none), which
+leaves every row sum a serial dependency chain (4x slower, not vectorized)."""
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, fastmath=_FM)
 def _row_sum(Z, S, r, a, kind, slope):
-    """``sum_i a_i sigma(Z[r, i])`` in float64 (``S`` holds sigma(Z) for the generic kind)."""
+    """``sum_i a_i sigma(Z[r, i])`` (``S`` holds sigma(Z) for the generic kind), accumulated
+    in the dtype of ``a`` for relu, leaky relu and linear (float32 data: single-precision
+    SIMD; the rounding bound ``tau`` of :class:`FullBatchStepper` assumes the unit roundoff of
+    the dtype for this sum), in float64 for the other kinds."""
     M = Z.shape[1]
-    s = 0.0
+    s = a.dtype.type(0)
     if kind == 0:
+        zero = Z.dtype.type(0)
         for i in range(M):
             z = Z[r, i]
-            s += a[i] * (z if z > 0 else 0.0)
+            s += a[i] * (z if z > 0 else zero)
     elif kind == 1:
+        sl = Z.dtype.type(slope)
         for i in range(M):
             z = Z[r, i]
-            s += a[i] * (z if z > 0 else slope * z)
+            s += a[i] * (z if z > 0 else sl * z)
     elif kind == 4:
         for i in range(M):
             s += a[i] * Z[r, i]
@@ -276,7 +283,7 @@ def _row_sum(Z, S, r, a, kind, slope):
     return s
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, fastmath=_FM)
 def _row_sq(Z, S, r, kind, slope):
     """``sum_i sigma(Z[r, i])^2`` in float64."""
     M = Z.shape[1]
@@ -292,21 +299,23 @@ def _row_sq(Z, S, r, kind, slope):
     return s
 
 
-@njit(cache=True, fastmath=_FM, inline="always")
+@njit(cache=True, fastmath=_FM)
 def _row_grad(Z, S, P, SGb, r, gr, kind, slope):
     """In place ``Z[r] <- g sigma'(Z[r])``; for the non-homogeneous kinds (``sigma(z) !=
     z sigma'(z)``) also ``SGb[r] <- g sigma(z)``."""
     M = Z.shape[1]
+    gz = Z.dtype.type(gr)
     if kind == 0:
+        zero = Z.dtype.type(0)
         for i in range(M):
-            Z[r, i] = gr if Z[r, i] > 0 else 0.0
+            Z[r, i] = gz if Z[r, i] > 0 else zero
     elif kind == 1:
-        gs = gr * slope
+        gs = Z.dtype.type(gr * slope)
         for i in range(M):
-            Z[r, i] = gr if Z[r, i] > 0 else gs
+            Z[r, i] = gz if Z[r, i] > 0 else gs
     elif kind == 4:
         for i in range(M):
-            Z[r, i] = gr
+            Z[r, i] = gz
     elif kind == _GENERIC:
         for i in range(M):
             SGb[r, i] = gr * S[r, i]
