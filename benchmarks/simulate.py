@@ -83,11 +83,13 @@ def floor_time(N: int, M: int, d: int, dtype: str, repeat: int) -> float:
     return best_time(run, repeat)
 
 
-def dense_step_time(N: int, M: int, d: int, dtype: str, repeat: int) -> float:
-    """Our step with every example unsatisfied (hinge threshold h = 1e9)."""
+def dense_step_time(N: int, M: int, d: int, dtype: str, repeat: int, mod=None) -> float:
+    """Our step with every example unsatisfied (hinge threshold h = 1e9); ``mod``: another
+    version of ``meanfield.kernels`` (``--compare-kernels``) instead of the installed one."""
     X, y, a, W = problem(N, M, d, dtype)
-    st = FullBatchStepper(X, y, StepParams("relu", "hinge", 1e9, 1.0, dtype), threads=THREADS,
-                          skip=False)
+    FBS, SP = (FullBatchStepper, StepParams) if mod is None else (mod.FullBatchStepper,
+                                                                    mod.StepParams)
+    st = FBS(X, y, SP("relu", "hinge", 1e9, 1.0, dtype), threads=THREADS, skip=False)
     va, vW = np.empty_like(a), np.empty_like(W)
     return best_time(lambda: st.velocity(a, W, va, vW), repeat)
 
@@ -217,7 +219,18 @@ def main() -> None:
     ap.add_argument("--opt-n", type=int, default=None,
                     help="N of the certificate-vs-optimum run (f) (default 2e4, quick 5e3)")
     ap.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'f'")
+    ap.add_argument("--compare-kernels", default=None, metavar="FILE",
+                    help="another kernels.py (e.g. `git show REV:meanfield/kernels.py`): (b) "
+                    "also times its dense step, interleaved with ours, against the same floors")
     args = ap.parse_args()
+    other = None
+    if args.compare_kernels:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("kernels_compared", args.compare_kernels)
+        other = importlib.util.module_from_spec(spec)
+        sys.modules["kernels_compared"] = other  # dataclasses look their module up
+        spec.loader.exec_module(other)
     only = set(args.only)
     THREADS = set_threads(args.threads)
     quick = args.quick
@@ -260,6 +273,10 @@ def main() -> None:
                 target = 1.2 if (m, n, dd) == (M, N, d) else 1.3
                 print(f"(b) dense step M={m} N={n} d={dd} {dt}: {t:.3f} s = {t / f64:.2f}x the "
                       f"float64 floor, {t / own:.2f}x the {dt} floor (target {target}x)")
+                if other is not None:
+                    t = dense_step_time(n, m, dd, dt, rep, other)
+                    print(f"(b)   compared kernels ({args.compare_kernels}): {t:.3f} s = "
+                          f"{t / f64:.2f}x the float64 floor, {t / own:.2f}x the {dt} floor")
     if "c" in only:
         t_np = numpy_step_time(N, M, d, max(1, rep - 2))
         print(f"(c) NumPy step: {t_np:.3f} s = {t_np / floor:.2f}x floor")
