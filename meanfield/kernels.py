@@ -450,30 +450,32 @@ def _record(Z, S, slot, yb, f, rows, VT, kind, slope, h, xnorm, d0, tau0, margin
 
 
 @njit(cache=True, parallel=True)
-def _advance(dc, wc, R, xnorm, margin, s2, phi, bound, dist, tau, u, coef):
+def _advance(dc, wc, R, zp, xnorm, margin, s2, phi, bound, dist, tau, u, coef):
     """Add one step's rigorous bound on ``|f_new - f_old|`` to ``bound`` for every example with
     a positive margin; return the mask of certified examples ``bound + slack < margin``.
 
-    Per example: ``dc >= |delta c|_2`` and ``wc >= sum_j |c_j| sum_i |a_i| |delta_ij|``.
+    Per example: ``dc >= |delta c|_2``, ``wc >= sum_j |c_j| sum_i |a_i| |delta_ij|`` and
+    ``zp >= |DW_perp x|_2`` (``inf`` if not computed).
     ``coef`` = [|DW P_perp|_op / sqrt d, |Da_perp|_2, Lip |Da|_2, Lip / sqrt d, E_perp,
-    alpha / M, tau_now (per unit |x|), 1 / sqrt d, |u|_2] (see
+    alpha / M, tau_now (per unit |x|), 1 / sqrt d, |u|_2, |a|_2] (see
     :meth:`FullBatchStepper._certify`)."""
     N = dc.shape[0]
     p = u.shape[0]
     out = np.zeros(N, dtype=np.bool_)
     isd, dap, lda, lisd, eperp = coef[0], coef[1], coef[2], coef[3], coef[4]
-    scale, tau_now, rsd, unorm = coef[5], coef[6], coef[7], coef[8]
+    scale, tau_now, rsd, unorm, anorm = coef[5], coef[6], coef[7], coef[8], coef[9]
     for r in prange(N):
         if margin[r] <= 0:
             continue
-        # |Delta z|_2 <= (|delta c|_2 + |DW P_perp|_op |x_perp|) / sqrt d
-        dist[r] += dc[r] * rsd + isd * R[r]
+        # |Delta z|_2 <= (|delta c|_2 + min(|DW P_perp|_op |x_perp|, zp)) / sqrt d
+        dist[r] += dc[r] * rsd + min(isd * R[r], zp[r] * rsd)
         # Delta a . sigma(z_new): the part along V exactly, the rest by Cauchy-Schwarz
         up = 0.0
         for c in range(p):
             up += u[c] * phi[r, c]
         t1 = abs(up) + 1e-10 * unorm * s2[r] + dap * s2[r] + lda * dist[r]
-        t2 = lisd * (wc[r] + eperp * R[r])
+        # sum_i |a_i| |DW_perp,i x| <= min(E_perp |x_perp|, |a|_2 |DW_perp x|_2)
+        t2 = lisd * (wc[r] + min(eperp * R[r], anorm * zp[r]))
         bound[r] += scale * (t1 + t2) * (1.0 + 1e-9)
         out[r] = bound[r] + tau[r] + tau_now * xnorm[r] < margin[r]
     return out
@@ -787,11 +789,15 @@ class FullBatchStepper:
     x_perp`` (``c`` and ``r = |x_perp|`` kept per example), ``delta = DW Q``:
 
     - ``|sum_i a_i (sigma(z_i') - sigma(z_i))| <= Lip/sqrt(d) [sum_j |c_j| sum_i |a_i|
-      |delta_ij| + r min(sum_i |a_i| |DW_i P_perp|, |a|_2 |DW P_perp|_op)]``;
+      |delta_ij| + min(r sum_i |a_i| |DW_i P_perp|, |a|_2 zp)]`` with ``zp >= |DW P_perp
+      x|_2`` per example, the smaller of ``|DW P_perp|_op r`` and the bound of
+      :meth:`_perp_norms` (top ``perp_dirs`` eigenpairs of ``(DW P_perp)^T DW P_perp``, exact
+      projections of ``x`` on them, the next eigenvalue for the rest);
     - with an orthonormal basis ``V`` (M x p) fixed at the second call (span of ``a``, ``W Q``),
       ``phi = V^T sigma(z_then)`` and ``s2 = |sigma(z_then)|_2`` stored at evaluation, and
       ``D >= |z' - z_then|_2`` accumulated from ``|Dz|_2 <= (|delta c|_2 + |DW P_perp|_op r) /
-      sqrt(d)``: ``|Da . sigma(z')| <= |(V^T Da) . phi| + |Da_perp|_2 s2 + Lip |Da|_2 D``.
+      sqrt(d)`` (with ``zp`` in place of ``|DW P_perp|_op r`` when smaller): ``|Da .
+      sigma(z')| <= |(V^T Da) . phi| + |Da_perp|_2 s2 + Lip |Da|_2 D``.
 
     ``slack = tau_then + tau_now`` bounds the floating-point error of the two computed
     outputs, ``tau = (d + M + 8) u (alpha/M) Lip' |x| sum_i |a_i| |w_i| / sqrt(d)`` (first-order
@@ -820,6 +826,7 @@ class FullBatchStepper:
         block: int = DEFAULT_BLOCK,
         max_dirs: int = 4,
         refresh: int = 25,
+        perp_dirs: int = 8,
     ) -> None:
         self.X = np.ascontiguousarray(X, dtype=params.dtype)
         self.y = np.ascontiguousarray(y, dtype=params.dtype)
@@ -831,6 +838,7 @@ class FullBatchStepper:
         self.block = max(1, min(block, N))
         self.max_dirs = max_dirs
         self.refresh = refresh
+        self.perp_dirs = perp_dirs
         self.directions = (np.zeros((0, d)) if directions is None
                            else np.atleast_2d(np.asarray(directions, dtype=np.float64)))
         self.satisfied = np.zeros(N, dtype=bool)
@@ -963,6 +971,7 @@ class FullBatchStepper:
             tau_now,
             (1 + 1e-9) / math.sqrt(d),
             float(np.linalg.norm(u)),
+            float(np.linalg.norm(a0)) * (1 + 1e-9),
         ])
         # |delta c|_2 = |Y_r| with Y = C U sqrt(lam), delta^T delta = U lam U^T (BLAS); the
         # eigenvalues' rounding is covered by sqrt(|lam_min| + 1e-12 lam_max) |x| >= ... |c|
@@ -974,8 +983,38 @@ class FullBatchStepper:
             wc = self.absC @ ((abs_a @ np.abs(delta)) * (1 + 1e-9)) * (1 + 1e-9)
         else:
             dc = wc = np.zeros(self.N)
-        return _advance(dc, wc, self.R, self.xnorm, self.margin, self.s2, self.phi, self.bound,
-                        self.dist, self.tau, u, coef)
+        zp = self._perp_norms(dW_perp, pad)
+        return _advance(dc, wc, self.R, zp, self.xnorm, self.margin, self.s2, self.phi,
+                        self.bound, self.dist, self.tau, u, coef)
+
+    def _perp_norms(self, dW_perp: np.ndarray, pad: float) -> np.ndarray:
+        """Per example an upper bound ``zp >= |DW_perp x|_2`` from the top ``perp_dirs``
+        eigenpairs ``(lam_j, u_j)`` of ``DW_perp^T DW_perp``: ``|DW_perp x|_2^2 <= sum_{j<=r}
+        lam_j (u_j . x)^2 + lam_{r+1} (|x|^2 - sum_{j<=r} (u_j . x)^2)`` (exact for an exactly
+        orthonormal ``u``). The out-of-subspace motion is often of low effective rank (the
+        gradient of few unsatisfied examples): then this is far below ``|DW_perp|_op |x|``.
+        Rounding (Gram matrix, eigenpairs, projections) is covered by ``1e-12 lam_max`` added to
+        every eigenvalue, ``1e-10 lam_max |x|^2`` added to the square, and ``pad |x|``.
+        ``inf`` (unused) when ``perp_dirs`` is 0."""
+        r = min(self.perp_dirs, self.d - 1)
+        if r <= 0:
+            return np.full(self.N, np.inf)
+        lam, U = np.linalg.eigh(dW_perp.T @ dW_perp)     # ascending
+        lmax = max(float(lam[-1]), 0.0)
+        if lmax == 0.0:
+            return pad * self.xnorm * (1 + 1e-9)
+        top = np.maximum(lam[-r:], 0.0) + 1e-12 * lmax
+        rest = max(float(lam[-r - 1]), 0.0) + 1e-12 * lmax
+        Ur = np.ascontiguousarray(U[:, -r:])
+        x2 = self.xnorm * self.xnorm
+        q = np.empty(self.N)
+        for s in range(0, self.N, 8192):
+            b2 = self.X[s:s + 8192].astype(np.float64) @ Ur
+            b2 *= b2
+            xb = x2[s:s + 8192]
+            q[s:s + 8192] = (b2 @ top + rest * np.maximum(xb - b2.sum(axis=1), 0.0)
+                             + 1e-10 * lmax * xb)
+        return np.sqrt(q) * (1 + 1e-9) + pad * self.xnorm * (1 + 1e-9)
 
     def _record(self, rows, slot, Z, S, yb, f) -> None:
         p = self.params

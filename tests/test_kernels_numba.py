@@ -269,3 +269,28 @@ def test_row_sums_do_not_depend_on_the_rows_address(dtype):
             assert len(sums) == 1, (M, kind, sums)
             s = sums.pop()
             assert abs(s - exact) <= (M + 1) * u * float(np.abs(a) @ np.abs(row)) + 1e-300
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_out_of_subspace_norm_bound_holds_and_is_tight_for_low_rank_motion(dtype):
+    """``zp >= |DW_perp x|_2`` for every example, for motions of every rank (including rank
+    r + 1, just past the eigenpairs kept, and 0); equal to it up to the padding when the rank
+    is at most ``perp_dirs``; far below ``|DW_perp|_op |x|`` for a low-rank motion."""
+    N, M, d = 2000, 50, 30
+    X, y, _, _ = _problem(N, M, d, dtype, seed=12)
+    st = FullBatchStepper(X, y, StepParams("relu", "hinge", 1.0, 1.0, dtype), threads=1,
+                          perp_dirs=6)
+    X64 = X.astype(np.float64)
+    rng = np.random.default_rng(13)
+    for rank in (0, 1, 3, 6, 7, 12, 30):
+        D = (rng.standard_normal((M, rank)) @ rng.standard_normal((rank, d))
+             * rng.uniform(1e-6, 1e2)) if rank else np.zeros((M, d))
+        exact = np.linalg.norm(X64 @ D.T, axis=1)
+        zp = st._perp_norms(D, 0.0)
+        assert np.all(zp >= exact), (rank, np.max(exact - zp))
+        if rank == 0:
+            assert np.all(zp == 0)
+        elif rank <= 6:
+            np.testing.assert_allclose(zp, exact, rtol=1e-4, atol=1e-4 * exact.max())
+            op = np.linalg.norm(D, 2) * st.xnorm
+            assert np.median(zp / op) < 0.6
