@@ -158,13 +158,15 @@ def numpy_stepper(X, y, p):
     return velocity
 
 
-def optimum_fraction(N: int, M: int, d: int, steps: int) -> dict[str, float]:
+def optimum_fraction(N: int, M: int, d: int, steps: int, mod=None) -> dict[str, float]:
     """Our re-evaluations against the best per-step certificate, which skips an example while
     the exact accumulated ``sum |f_{n+1} - f_n|`` since its last evaluation is below its margin
     (first two steps: everything evaluated by both)."""
     X, y, a, W = problem(N, M, d, "float64", seed=1)
-    st = FullBatchStepper(X, y, StepParams("relu", "hinge", 1.0, 1.0, "float64"),
-                          threads=THREADS, directions=np.eye(d)[0])
+    FBS, SP = (FullBatchStepper, StepParams) if mod is None else (mod.FullBatchStepper,
+                                                                    mod.StepParams)
+    st = FBS(X, y, SP("relu", "hinge", 1.0, 1.0, "float64"), threads=THREADS,
+             directions=np.eye(d)[0])
     va, vW = np.empty_like(a), np.empty_like(W)
     acc = np.zeros(N)
     margin = np.full(N, -1.0)
@@ -220,8 +222,8 @@ def main() -> None:
                     help="N of the certificate-vs-optimum run (f) (default 2e4, quick 5e3)")
     ap.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'f'")
     ap.add_argument("--compare-kernels", default=None, metavar="FILE",
-                    help="another kernels.py (e.g. `git show REV:meanfield/kernels.py`): (b) "
-                    "also times its dense step, interleaved with ours, against the same floors")
+                    help="another kernels.py (e.g. `git show REV:meanfield/kernels.py`): (b), "
+                    "(e), (f) also run with it, side by side with ours")
     args = ap.parse_args()
     other = None
     if args.compare_kernels:
@@ -301,6 +303,15 @@ def main() -> None:
         print(f"(e) whole run, {steps} Euler steps with skipping: {t_run:.1f} s = "
               f"{t_run / (steps * floor):.3f}x of {steps} floors (target <= 0.2x); "
               f"final train error {1 - st.satisfied.mean():.4f}")
+        if other is not None:
+            p2 = other.StepParams("relu", "hinge", 1.0, 1.0, "float64")
+            for k in (3, steps):  # 3 steps: warm-up (compilation)
+                st2 = other.FullBatchStepper(X, y, p2, threads=THREADS, directions=np.eye(d)[0])
+                a_o, W_o, t_o = euler(ours_velocity(st2), a0.copy(), W0.copy(), k)
+            same = np.array_equal(a_o, a_T) and np.array_equal(W_o, W_T)
+            print(f"(e)   compared kernels ({args.compare_kernels}): {t_o:.1f} s = "
+                  f"{t_o / (steps * floor):.3f}x of {steps} floors; final weights "
+                  f"{'bitwise equal to ours' if same else 'differ from ours'}")
         baselines = [("NumPy", numpy_stepper(X, y, p))]
         if have_torch:
             tv = torch_stepper(X, y, 1.0, 1.0)
@@ -328,6 +339,12 @@ def main() -> None:
           f"{fr['ours'] / fr['opt']:.2f} (target <= 1.5); unsatisfied (always evaluated) "
           f"{fr['unsat']:.4f}; satisfied re-evaluations ratio "
           f"{(fr['ours'] - fr['unsat']) / max(fr['opt'] - fr['unsat'], 1e-12):.2f}")
+    if other is not None:
+        fr = optimum_fraction(n_opt, M, d, s_opt, other)
+        print(f"(f)   compared kernels ({args.compare_kernels}): ours {fr['ours']:.4f}, best "
+              f"{fr['opt']:.4f} -> ratio {fr['ours'] / fr['opt']:.2f}; satisfied "
+              f"re-evaluations ratio "
+              f"{(fr['ours'] - fr['unsat']) / max(fr['opt'] - fr['unsat'], 1e-12):.2f}")
     sys.stdout.flush()
 
 

@@ -983,11 +983,22 @@ class FullBatchStepper:
             wc = self.absC @ ((abs_a @ np.abs(delta)) * (1 + 1e-9)) * (1 + 1e-9)
         else:
             dc = wc = np.zeros(self.N)
-        zp = self._perp_norms(dW_perp, pad)
+        # the tighter out-of-subspace bound costs a pass over x: only for the examples whose
+        # remaining slack the old bound would use up within PERP_HORIZON steps (the others keep
+        # the old bound: zp = inf; which rows get it changes only work, never a velocity)
+        slack = self.margin - self.bound - self.tau - tau_now * self.xnorm
+        inc = (p.alpha / M * lip / math.sqrt(d) * e_perp) * self.R
+        risk = np.flatnonzero((self.margin > 0) & (slack <= self.PERP_HORIZON * inc))
+        zp = np.full(self.N, np.inf)
+        if risk.shape[0]:
+            zp[risk] = self._perp_norms(dW_perp, pad, risk)
         return _advance(dc, wc, self.R, zp, self.xnorm, self.margin, self.s2, self.phi,
                         self.bound, self.dist, self.tau, u, coef)
 
-    def _perp_norms(self, dW_perp: np.ndarray, pad: float) -> np.ndarray:
+    PERP_HORIZON = 25.0
+
+    def _perp_norms(self, dW_perp: np.ndarray, pad: float,
+                    rows: np.ndarray | None = None) -> np.ndarray:
         """Per example an upper bound ``zp >= |DW_perp x|_2`` from the top ``perp_dirs``
         eigenpairs ``(lam_j, u_j)`` of ``DW_perp^T DW_perp``: ``|DW_perp x|_2^2 <= sum_{j<=r}
         lam_j (u_j . x)^2 + lam_{r+1} (|x|^2 - sum_{j<=r} (u_j . x)^2)`` (exact for an exactly
@@ -995,26 +1006,29 @@ class FullBatchStepper:
         gradient of few unsatisfied examples): then this is far below ``|DW_perp|_op |x|``.
         Rounding (Gram matrix, eigenpairs, projections) is covered by ``1e-12 lam_max`` added to
         every eigenvalue, ``1e-10 lam_max |x|^2`` added to the square, and ``pad |x|``.
-        ``inf`` (unused) when ``perp_dirs`` is 0."""
+        ``inf`` (unused) when ``perp_dirs`` is 0. For the examples ``rows`` (default: all)."""
+        X = self.X if rows is None else self.X[rows]
+        xnorm = self.xnorm if rows is None else self.xnorm[rows]
+        n = X.shape[0]
         r = min(self.perp_dirs, self.d - 1)
         if r <= 0:
-            return np.full(self.N, np.inf)
+            return np.full(n, np.inf)
         lam, U = np.linalg.eigh(dW_perp.T @ dW_perp)     # ascending
         lmax = max(float(lam[-1]), 0.0)
         if lmax == 0.0:
-            return pad * self.xnorm * (1 + 1e-9)
+            return pad * xnorm * (1 + 1e-9)
         top = np.maximum(lam[-r:], 0.0) + 1e-12 * lmax
         rest = max(float(lam[-r - 1]), 0.0) + 1e-12 * lmax
         Ur = np.ascontiguousarray(U[:, -r:])
-        x2 = self.xnorm * self.xnorm
-        q = np.empty(self.N)
-        for s in range(0, self.N, 8192):
-            b2 = self.X[s:s + 8192].astype(np.float64) @ Ur
+        x2 = xnorm * xnorm
+        q = np.empty(n)
+        for s in range(0, n, 8192):
+            b2 = X[s:s + 8192].astype(np.float64, copy=False) @ Ur
             b2 *= b2
             xb = x2[s:s + 8192]
             q[s:s + 8192] = (b2 @ top + rest * np.maximum(xb - b2.sum(axis=1), 0.0)
                              + 1e-10 * lmax * xb)
-        return np.sqrt(q) * (1 + 1e-9) + pad * self.xnorm * (1 + 1e-9)
+        return np.sqrt(q) * (1 + 1e-9) + pad * xnorm * (1 + 1e-9)
 
     def _record(self, rows, slot, Z, S, yb, f) -> None:
         p = self.params
