@@ -1,16 +1,20 @@
 """meanfield: numerics for the mean-field theory of two-layer networks.
 
 Data path: config -> ``analytic`` (derive once) -> ``meanfield.simulate`` / ``meanfield.theory``
--> HDF5 (``meanfield.io``) -> ``meanfield.compare`` -> report and plots.
+-> HDF5 (``meanfield.files``) -> ``meanfield.compare`` -> report and plots.
+
+Importing the package has no side effects: thread settings are made by the entry points
+(:func:`meanfield.runtime.set_thread_policy`).
 """
 
-import os
+from importlib import metadata
 
-# Idle threads of the two pools (OpenBLAS, Numba's OpenMP layer) sleep instead of spinning
-# against each other on a few cores; must be set before numpy / numba load their libraries.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
-from meanfield.io import package_version
+def _version() -> str:
+    try:
+        return metadata.version("meanfield")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
 
-__version__ = package_version()
+
+__version__ = _version()
