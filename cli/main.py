@@ -7,6 +7,7 @@ importing numba or h5py and ``meanfield --help`` is instant.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
@@ -21,6 +22,13 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Set the thread policy of the numerical libraries before any of them loads."""
+        from meanfield.runtime import set_thread_policy
+
+        set_thread_policy()
+        return super().main(*args, **kwargs)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
