@@ -149,7 +149,12 @@ def _attr(value: object) -> object:
     import numpy as np
 
     if isinstance(value, bytes):
-        return value.decode()
+        value = value.decode()
+    if isinstance(value, str) and value.startswith("[{"):
+        try:  # a JSON list of records (the BLAS pools): threadpoolctl lists them in any order
+            return sorted(json.dumps(v, sort_keys=True) for v in json.loads(value))
+        except (ValueError, TypeError):
+            return value
     if isinstance(value, np.ndarray):
         return (value.dtype.str, value.shape, value.tobytes())
     return value
