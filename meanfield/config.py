@@ -8,6 +8,14 @@ and the HDF5 attributes (see DESIGN.md, section 2):
     L = (1/N) sum_mu l(y_mu f(x_mu)),  l(z) = (h - z)_+  (linear hinge, threshold h),
     d theta_i / dt = -beta M dL / d theta_i   (mean-field time t).
 
+Every fact about a field lives once, in its declaration (:func:`_field`): its meaning and unit
+(``help``), its ``role`` (``physics``, ``numerics`` or ``recording``), its allowed ``range``
+(a structured :class:`Interval`, :class:`OneOf`, :class:`Each`, :class:`Rule` or
+:class:`AllOf`, which generates both the check and its text), the commands that take it as an
+option, whether the mean-field theory depends on it and whether it enters the run hash. The
+groups the rest of the package needs are derived from that: :func:`options_for`,
+:data:`THEORY_FIELDS`, :data:`RUN_HASH_EXCLUDED` / :func:`run_hash`, :func:`help_text`.
+
 A :class:`Config` is immutable; :func:`make_config` builds one from keyword overrides (TOML
 file, then command-line options) and checks every field, raising :class:`ConfigError` with a
 message that names the field and its allowed range.
@@ -21,7 +29,7 @@ import itertools
 import json
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,70 +41,296 @@ LOSSES = ("hinge", "squared", "logistic")
 INTEGRATORS = ("euler", "heun")
 DTYPES = ("float32", "float64")
 
+ROLES = ("physics", "numerics", "recording")
+COMMANDS = ("simulate", "theory")
+
 
 class ConfigError(ValueError):
     """A configuration field is unknown or outside its allowed range."""
+
+
+# --- allowed ranges: each gives the text of the range and the message of a violation --------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """``lo <= value <= hi`` (``<`` where ``lo_open`` / ``hi_open``); a missing bound is
+    unbounded; a bound given as a string names another field (``batch`` in ``[0, N]``).
+    ``note`` explains a special value and is shown in parentheses after the range."""
+
+    lo: float | str | None = None
+    hi: float | str | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    note: str = ""
+
+    def _bound(self, bound: float | str, config: Config | None) -> str:
+        if isinstance(bound, str) and config is not None:
+            return f"{bound}={getattr(config, bound)}"
+        return f"{bound}"
+
+    def text(self, config: Config | None = None) -> str:
+        """``>= 1``, ``> 0``, ``in [0, 0.5)``, ``in [0, N] (0 = full batch)`` (with a config:
+        ``in [0, N=300] (0 = full batch)``)."""
+        if self.lo is not None and self.hi is not None:
+            out = (f"in {'(' if self.lo_open else '['}{self._bound(self.lo, config)}, "
+                   f"{self._bound(self.hi, config)}{')' if self.hi_open else ']'}")
+        elif self.lo is not None:
+            out = f"{'>' if self.lo_open else '>='} {self._bound(self.lo, config)}"
+        elif self.hi is not None:
+            out = f"{'<' if self.hi_open else '<='} {self._bound(self.hi, config)}"
+        else:
+            out = "any number"
+        return f"{out} ({self.note})" if self.note else out
+
+    def holds(self, value: float, config: Config) -> bool:
+        lo = getattr(config, self.lo) if isinstance(self.lo, str) else self.lo
+        hi = getattr(config, self.hi) if isinstance(self.hi, str) else self.hi
+        if lo is not None and (value <= lo if self.lo_open else value < lo):
+            return False
+        return hi is None or (value < hi if self.hi_open else value <= hi)
+
+    def problem(self, name: str, value: Any, config: Config) -> str | None:
+        if self.holds(value, config):
+            return None
+        return f"{name} must be {self.text(config)}, got {value}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """``value`` is one of ``choices``."""
+
+    choices: tuple[str, ...]
+
+    def text(self, config: Config | None = None) -> str:
+        return f"one of {', '.join(self.choices)}"
+
+    def problem(self, name: str, value: Any, config: Config) -> str | None:
+        if value in self.choices:
+            return None
+        return f"{name} must be {self.text(config)}; got {value!r}"
+
+
+@dataclass(frozen=True)
+class Each:
+    """Every element of a tuple field lies in ``inner``."""
+
+    inner: Interval
+
+    def text(self, config: Config | None = None) -> str:
+        return f"each {self.inner.text(config)}"
+
+    def problem(self, name: str, value: Any, config: Config) -> str | None:
+        if all(self.inner.holds(v, config) for v in value):
+            return None
+        return f"{name} values must be {self.inner.text(config)}, got {list(value)}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule that is not a plain bound (cross-field, order, parser): ``check(config)`` returns
+    the message of a violation or ``None``; ``text`` describes it for the help. ``late`` rules
+    run after all the others (the activation parser imports sympy)."""
+
+    description: str
+    check: Callable[[Config], str | None]
+    late: bool = False
+
+    def text(self, config: Config | None = None) -> str:
+        return self.description
+
+    def problem(self, name: str, value: Any, config: Config) -> str | None:
+        return self.check(config)
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Several constraints, checked in order (the first violation is reported)."""
+
+    parts: tuple[Interval | OneOf | Each | Rule, ...]
+
+    def text(self, config: Config | None = None) -> str:
+        return "; ".join(p.text(config) for p in self.parts if p.text(config))
+
+    def problem(self, name: str, value: Any, config: Config) -> str | None:
+        for part in self.parts:
+            msg = part.problem(name, value, config)
+            if msg is not None:
+                return msg
+        return None
+
+
+@dataclass(frozen=True)
+class Free:
+    """No constraint beyond the field's type (``online``)."""
+
+    def text(self, config: Config | None = None) -> str:
+        return ""
+
+    def problem(self, name: str, value: Any, config: Config) -> str | None:
+        return None
+
+
+Range = Interval | OneOf | Each | Rule | AllOf | Free
+
+
+def _sa_sw_problem(c: Config) -> str | None:
+    if c.sa + c.sw > 0:
+        return None
+    return "sa and sw cannot both be 0 (the network would never move)"
+
+
+def _times_problem(c: Config) -> str | None:
+    if all(t >= 0 for t in c.times) and all(b > a for a, b in itertools.pairwise(c.times)):
+        return None
+    return f"times must be non-negative and strictly increasing, got {list(c.times)}"
+
+
+def _record_nodes_problem(c: Config) -> str | None:
+    if 0 <= c.record_nodes <= c.M:
+        return None
+    return f"record_nodes must be in [0, M={c.M}] (0 = all)"
+
+
+def _activation_problem(c: Config) -> str | None:
+    from analytic.activations import ActivationError, get_activation
+
+    try:
+        get_activation(c.activation)
+    except ActivationError as err:
+        return f"activation: {err}"
+    return None
+
+
+def _field(default: Any, *, help: str, role: str, range: Range, commands: tuple[str, ...] = (),
+           theory: bool = False, hashed: bool = True) -> Any:
+    """A Config field with its metadata:
+
+    - ``help``: meaning and unit (times in mean-field time units of ``1/beta``);
+    - ``role``: one of :data:`ROLES`;
+    - ``range``: the allowed values (generates the check and its text);
+    - ``commands``: the commands of :data:`COMMANDS` that take it as an option;
+    - ``theory``: the mean-field theory depends on it (:data:`THEORY_FIELDS`);
+    - ``hashed``: it enters :func:`run_hash` (a field that does not is reset to its default).
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if not set(commands) <= set(COMMANDS):
+        raise ValueError(f"commands must be among {COMMANDS}, got {commands!r}")
+    return field(default=default, metadata={
+        "help": help, "role": role, "range": range, "commands": tuple(commands),
+        "theory": theory, "hashed": hashed,
+    })
+
+
+_BOTH = ("simulate", "theory")
+_SIM = ("simulate",)
+_TH = ("theory",)
+_T = "in mean-field time units of 1/beta"
 
 
 @dataclass(frozen=True)
 class Config:
     """Every parameter of a run, with its default.
 
-    Model and data (units: none; times in mean-field time units of ``beta``):
-
-    - ``M``: number of hidden nodes; ``N``: training examples; ``d``: input dimension.
-    - ``alpha``: output scale; ``sa``, ``sw``: initial standard deviations of ``a`` and ``w``.
-    - ``activation``: a named activation or an expression in ``x`` (see ``analytic.activations``).
-    - ``data``: ``gaussian`` (``x ~ N(0, I_d)``) or ``sphere`` (uniform, radius ``sqrt(d)``).
-    - ``label_noise``: probability that a training label is flipped.
-    - ``margin``: examples with ``|x_par| < margin`` are dropped (``kappa`` in DESIGN.md).
-    - ``n_test``: held-out examples; ``online``: fresh examples at every step.
-
-    Training:
-
-    - ``loss``: ``hinge`` (threshold ``h``), ``squared`` or ``logistic``; ``beta``: rate.
-    - ``dt``: time step; ``growth``: geometric schedule ``dt_n = max(dt, growth * t_n)``.
-    - ``t_max``: final time; ``integrator``: ``euler`` or ``heun``.
-    - ``batch``: mini-batch size (0 = full batch).
-    - ``dtype``: ``float32`` or ``float64``; ``seed``; ``threads`` (0 = all cores).
-
-    Recording:
-
-    - ``n_times``: number of log-spaced record times in ``[t_first, t_max]`` (plus ``t = 0``).
-    - ``times``: explicit record times (strictly increasing); replaces the log grid if given.
-    - ``record_nodes``: nodes whose trajectories are stored (0 = all).
-    - ``checkpoint_every``: steps between checkpoints (0 = none).
-    - ``x_par``: values of ``x_par`` at which the theory reports ``t_sat``.
+    Each field's meaning, unit, role and allowed range are declared with it (see
+    :func:`_field`, :func:`help_text`, ``meanfield simulate --help``).
     """
 
-    M: int = 400
-    N: int = 100_000
-    d: int = 100
-    h: float = 1.0
-    alpha: float = 1.0
-    beta: float = 1.0
-    sa: float = 1.0
-    sw: float = 1.0
-    activation: str = "relu"
-    loss: str = "hinge"
-    data: str = "gaussian"
-    label_noise: float = 0.0
-    margin: float = 0.0
-    n_test: int = 10_000
-    online: bool = False
-    batch: int = 0
-    dt: float = 1.0
-    growth: float = 0.0
-    t_max: float = 2000.0
-    integrator: str = "euler"
-    dtype: str = "float64"
-    seed: int = 0
-    threads: int = 0
-    n_times: int = 100
-    times: tuple[float, ...] = field(default=())
-    record_nodes: int = 0
-    checkpoint_every: int = 0
-    x_par: tuple[float, ...] = field(default=())
+    M: int = _field(
+        400, help="number of hidden nodes (network width)",
+        role="physics", range=Interval(1), commands=_BOTH)
+    N: int = _field(
+        100_000, help="number of training examples",
+        role="physics", range=Interval(1), commands=_BOTH)
+    d: int = _field(
+        100, help="input dimension",
+        role="physics", range=Interval(2, note="x_par plus at least one other direction"),
+        commands=_BOTH, theory=True)
+    h: float = _field(
+        1.0, help="hinge threshold: l(z) = (h - z)_+",
+        role="physics", range=Interval(0, lo_open=True), commands=_BOTH, theory=True)
+    alpha: float = _field(
+        1.0, help="output scale: f(x) = (alpha/M) sum_i a_i sigma(w_i . x / sqrt(d))",
+        role="physics", range=Interval(0, lo_open=True), commands=_BOTH, theory=True)
+    beta: float = _field(
+        1.0, help="learning rate: d theta_i/dt = -beta M dL/d theta_i (sets the time unit 1/beta)",
+        role="physics", range=Interval(0, lo_open=True), commands=_BOTH, theory=True)
+    sa: float = _field(
+        1.0, help="initial standard deviation of the second-layer weights a_i",
+        role="physics", range=Interval(0), commands=_BOTH, theory=True)
+    sw: float = _field(
+        1.0, help="initial standard deviation of each component of the first-layer weights w_i",
+        role="physics",
+        range=AllOf((Interval(0), Rule("sa and sw not both 0", _sa_sw_problem))),
+        commands=_BOTH, theory=True)
+    activation: str = _field(
+        "relu", help="activation function sigma, e.g. relu, tanh, erf, leaky_relu:0.1 or "
+        "'max(x, 0)**2'",
+        role="physics",
+        range=Rule("a named activation or an expression in x", _activation_problem, late=True),
+        commands=_BOTH, theory=True)
+    loss: str = _field(
+        "hinge", help="training loss l(y f(x)) (hinge uses the threshold h)",
+        role="physics", range=OneOf(LOSSES), commands=_SIM, theory=True)
+    data: str = _field(
+        "gaussian", help="input law (gaussian: x ~ N(0, I_d); sphere: uniform on the sphere of "
+        "radius sqrt(d)); labels y = sign(x_par)",
+        role="physics", range=OneOf(DATA_LAWS), commands=_BOTH, theory=True)
+    label_noise: float = _field(
+        0.0, help="probability that a training label is flipped",
+        role="physics", range=Interval(0, 0.5, hi_open=True), commands=_SIM, theory=True)
+    margin: float = _field(
+        0.0, help="examples with |x_par| < margin (kappa) are dropped and redrawn",
+        role="physics", range=Interval(0), commands=_SIM, theory=True)
+    n_test: int = _field(
+        10_000, help="number of held-out test examples",
+        role="recording", range=Interval(0), commands=_SIM)
+    online: bool = _field(
+        False, help="draw fresh examples at every step instead of a fixed training set",
+        role="physics", range=Free(), commands=_SIM)
+    batch: int = _field(
+        0, help="mini-batch size (examples per step)",
+        role="physics", range=Interval(0, "N", note="0 = full batch"), commands=_SIM)
+    dt: float = _field(
+        1.0, help=f"time step, {_T}",
+        role="numerics", range=Interval(0, lo_open=True), commands=_BOTH)
+    growth: float = _field(
+        0.0, help="geometric step schedule dt_n = max(dt, growth * t_n) (0 = fixed dt)",
+        role="numerics", range=Interval(0), commands=_BOTH)
+    t_max: float = _field(
+        2000.0, help=f"final time, {_T}",
+        role="numerics", range=Interval(0, lo_open=True), commands=_BOTH)
+    integrator: str = _field(
+        "euler", help="time integrator",
+        role="numerics", range=OneOf(INTEGRATORS), commands=_SIM)
+    dtype: str = _field(
+        "float64", help="floating-point precision of the simulation",
+        role="numerics", range=OneOf(DTYPES), commands=_SIM)
+    seed: int = _field(
+        0, help="random seed (initial weights, data, mini-batches)",
+        role="numerics", range=Interval(0), commands=_SIM)
+    threads: int = _field(
+        0, help="number of worker threads",
+        role="numerics", range=Interval(0, note="0 = all cores"), commands=_SIM)
+    n_times: int = _field(
+        100, help="number of log-spaced record times in [t_first, t_max], plus t = 0",
+        role="recording", range=Interval(2), commands=_BOTH)
+    times: tuple[float, ...] = _field(
+        (), help=f"explicit record times, {_T}, replacing the log-spaced grid",
+        role="recording", range=Rule("non-negative and strictly increasing", _times_problem),
+        commands=_BOTH)
+    record_nodes: int = _field(
+        0, help="number of nodes whose trajectories are stored",
+        role="recording", range=Rule("in [0, M] (0 = all)", _record_nodes_problem),
+        commands=_SIM)
+    checkpoint_every: int = _field(
+        0, help="steps between checkpoints (0 = none); not part of the run hash",
+        role="recording", range=Interval(0), commands=_SIM, hashed=False)
+    x_par: tuple[float, ...] = _field(
+        (), help="values of x_par (input component along the teacher w* = e_1) at which the "
+        "theory reports t_sat",
+        role="recording", range=Each(Interval(0)), commands=_TH)
 
     def replace(self, **changes: Any) -> Config:
         """A validated copy with some fields changed."""
@@ -105,7 +339,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-ready dictionary (tuples become lists)."""
         out = dataclasses.asdict(self)
-        for key in ("times", "x_par"):
+        for key in _TUPLE_FIELDS:
             out[key] = list(out[key])
         return out
 
@@ -121,10 +355,61 @@ class Config:
         return tomli_w.dumps(self.to_dict())
 
 
+
+
 FIELD_NAMES = tuple(f.name for f in fields(Config))
 _INT_FIELDS = {f.name for f in fields(Config) if f.type == "int"}
 _FLOAT_FIELDS = {f.name for f in fields(Config) if f.type == "float"}
-_TUPLE_FIELDS = {"times", "x_par"}
+_TUPLE_FIELDS = {f.name for f in fields(Config) if f.type.startswith("tuple")}
+_META = {f.name: f.metadata for f in fields(Config)}
+
+
+def options_for(command: str) -> tuple[str, ...]:
+    """The Config fields that ``meanfield COMMAND`` takes as options, in field order."""
+    if command not in COMMANDS:
+        raise ValueError(f"command must be one of {', '.join(COMMANDS)}; got {command!r}")
+    return tuple(name for name, meta in _META.items() if command in meta["commands"])
+
+
+def fields_with_role(role: str) -> tuple[str, ...]:
+    """The Config fields of one role (``physics``, ``numerics``, ``recording``)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    return tuple(name for name, meta in _META.items() if meta["role"] == role)
+
+
+SIMULATE_OPTIONS = options_for("simulate")
+THEORY_OPTIONS = options_for("theory")
+THEORY_FIELDS = tuple(name for name, meta in _META.items() if meta["theory"])
+"""Fields the mean-field theory depends on (a simulation and a theory can be compared only if
+these agree)."""
+RUN_HASH_EXCLUDED = tuple(name for name, meta in _META.items() if not meta["hashed"])
+"""Fields that do not change a run's numbers; :func:`run_hash` resets them to their defaults."""
+
+
+def run_hash(config: Config) -> str:
+    """Hash of everything that determines a run's numbers: :meth:`Config.hash` of the config
+    with the :data:`RUN_HASH_EXCLUDED` fields (``checkpoint_every``: a resumed run may
+    checkpoint at another period) reset to their defaults."""
+    defaults = Config()
+    return config.replace(**{name: getattr(defaults, name) for name in RUN_HASH_EXCLUDED}).hash()
+
+
+def field_help(name: str) -> str:
+    """What field ``name`` means, with its unit."""
+    return _META[name]["help"]
+
+
+def range_text(name: str) -> str:
+    """The allowed values of field ``name`` (``>= 0``, ``in [0, 0.5)``, ``one of ...``); empty
+    where only the type is checked."""
+    return _META[name]["range"].text()
+
+
+def help_text(name: str) -> str:
+    """``meaning; range`` of field ``name`` (the default is left to the caller)."""
+    rng = range_text(name)
+    return f"{field_help(name)}; {rng}" if rng else field_help(name)
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -162,55 +447,21 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _check(c: Config) -> None:
-    """Range checks; each message names the field and the allowed range."""
-
-    def need(ok: bool, msg: str) -> None:
-        if not ok:
+    """Range checks generated from each field's ``range``, in field order (``late`` rules
+    last); each message names the field and the allowed range."""
+    late = []
+    for name, meta in _META.items():
+        rng = meta["range"]
+        if isinstance(rng, Rule) and rng.late:
+            late.append((name, rng))
+            continue
+        msg = rng.problem(name, getattr(c, name), c)
+        if msg is not None:
             raise ConfigError(msg)
-
-    need(c.M >= 1, f"M must be >= 1, got {c.M}")
-    need(c.N >= 1, f"N must be >= 1, got {c.N}")
-    need(c.d >= 2, f"d must be >= 2 (x_par plus at least one other direction), got {c.d}")
-    need(c.h > 0, f"h must be > 0, got {c.h}")
-    need(c.alpha > 0, f"alpha must be > 0, got {c.alpha}")
-    need(c.beta > 0, f"beta must be > 0, got {c.beta}")
-    need(c.sa >= 0, f"sa must be >= 0, got {c.sa}")
-    need(c.sw >= 0, f"sw must be >= 0, got {c.sw}")
-    need(c.sa + c.sw > 0, "sa and sw cannot both be 0 (the network would never move)")
-    need(c.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}; got {c.loss!r}")
-    need(c.data in DATA_LAWS, f"data must be one of {', '.join(DATA_LAWS)}; got {c.data!r}")
-    need(0 <= c.label_noise < 0.5, f"label_noise must be in [0, 0.5), got {c.label_noise}")
-    need(c.margin >= 0, f"margin must be >= 0, got {c.margin}")
-    need(c.n_test >= 0, f"n_test must be >= 0, got {c.n_test}")
-    need(0 <= c.batch <= c.N, f"batch must be in [0, N={c.N}] (0 = full batch), got {c.batch}")
-    need(c.dt > 0, f"dt must be > 0, got {c.dt}")
-    need(c.growth >= 0, f"growth must be >= 0, got {c.growth}")
-    need(c.t_max > 0, f"t_max must be > 0, got {c.t_max}")
-    need(
-        c.integrator in INTEGRATORS,
-        f"integrator must be one of {', '.join(INTEGRATORS)}; got {c.integrator!r}",
-    )
-    need(c.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}; got {c.dtype!r}")
-    need(c.seed >= 0, f"seed must be >= 0, got {c.seed}")
-    need(c.threads >= 0, f"threads must be >= 0 (0 = all cores), got {c.threads}")
-    need(c.n_times >= 2, f"n_times must be >= 2, got {c.n_times}")
-    need(
-        all(t >= 0 for t in c.times) and all(b > a for a, b in itertools.pairwise(c.times)),
-        f"times must be non-negative and strictly increasing, got {list(c.times)}",
-    )
-    need(0 <= c.record_nodes <= c.M, f"record_nodes must be in [0, M={c.M}] (0 = all)")
-    need(c.checkpoint_every >= 0, f"checkpoint_every must be >= 0, got {c.checkpoint_every}")
-    need(all(v >= 0 for v in c.x_par), f"x_par values must be >= 0, got {list(c.x_par)}")
-    _check_activation(c.activation)
-
-
-def _check_activation(spec: str) -> None:
-    from analytic.activations import ActivationError, get_activation
-
-    try:
-        get_activation(spec)
-    except ActivationError as err:
-        raise ConfigError(f"activation: {err}") from None
+    for name, rng in late:
+        msg = rng.problem(name, getattr(c, name), c)
+        if msg is not None:
+            raise ConfigError(msg)
 
 
 def make_config(base: Config | None = None, **overrides: Any) -> Config:
