@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from meanfield.config import Config, ConfigError, from_sources
+from meanfield.config import Config, ConfigError, field_help, from_sources, range_text
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
@@ -40,26 +40,40 @@ def reports_bad_input(func: Callable) -> Callable:
     return wrapper
 
 
+def option_help(name: str) -> str:
+    """The ``--help`` text of the option for Config field ``name``, from the field's metadata:
+    meaning and unit; allowed range or choices; default."""
+    spec = {f.name: f for f in fields(Config)}[name]
+    default = getattr(Config(), name)
+    rng = range_text(name)
+    if spec.type.startswith("tuple"):
+        rng = f"comma-separated numbers, {rng}" if rng else "comma-separated numbers"
+        shown = ",".join(f"{v:g}" for v in default) or "none"
+    else:
+        shown = default
+    parts = [field_help(name), rng] if rng else [field_help(name)]
+    return f"{'; '.join(parts)} [default: {shown}]"
+
+
 def config_options(*names: str) -> Callable:
     """Click options ``--NAME`` for the given Config fields (``_`` spelled ``-``), plus
-    ``--config FILE.toml``. Values left out are ``None`` and fall back to the file, then to
-    the defaults; validation happens in :func:`meanfield.config.make_config`."""
+    ``--config FILE.toml``; each help line comes from the field's metadata
+    (:func:`option_help`). Values left out are ``None`` and fall back to the file, then to
+    the defaults; validation happens in :func:`meanfield.config.make_config` (choices stay
+    plain strings so that a bad value gives its one-line message and exit status 2)."""
     by_name = {f.name: f for f in fields(Config)}
-    defaults = Config()
 
     def decorate(func: Callable) -> Callable:
         for name in reversed(names):
             spec = by_name[name]
             flag = "--" + name.replace("_", "-")
+            text = option_help(name)
             if spec.type == "bool":
-                opt = click.option(f"{flag}/--no-{flag[2:]}", name, default=None,
-                                   help=f"[default: {getattr(defaults, name)}]")
+                opt = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=text)
             elif spec.type.startswith("tuple"):
-                opt = click.option(flag, name, type=str, default=None,
-                                   help="comma-separated numbers")
+                opt = click.option(flag, name, type=str, default=None, help=text)
             else:
-                opt = click.option(flag, name, type=_TYPES[spec.type], default=None,
-                                   help=f"[default: {getattr(defaults, name)}]")
+                opt = click.option(flag, name, type=_TYPES[spec.type], default=None, help=text)
             func = opt(func)
         return click.option(
             "--config", "config_path", type=click.Path(dir_okay=False), default=None,
