@@ -1,8 +1,26 @@
-"""Config validation, TOML round trip, canonical hash."""
+"""Config validation, TOML round trip, canonical hash, field metadata and derived groups."""
+
+import hashlib
+from dataclasses import fields
 
 import pytest
 
-from meanfield.config import Config, ConfigError, from_json, from_sources, make_config
+from meanfield.config import (
+    RUN_HASH_EXCLUDED,
+    SIMULATE_OPTIONS,
+    THEORY_FIELDS,
+    THEORY_OPTIONS,
+    Config,
+    ConfigError,
+    fields_with_role,
+    from_json,
+    from_sources,
+    help_text,
+    make_config,
+    options_for,
+    range_text,
+    run_hash,
+)
 
 
 def test_defaults_are_valid_and_round_trip_json():
@@ -48,3 +66,165 @@ def test_toml_file_then_overrides(tmp_path):
         from_sources(tmp_path / "bad.toml")
     with pytest.raises(ConfigError, match="does not exist"):
         from_sources(tmp_path / "missing.toml")
+
+
+# --- field metadata and the groups derived from it ------------------------------------------
+
+ALL_FIELDS = (
+    "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "loss", "data",
+    "label_noise", "margin", "n_test", "online", "batch", "dt", "growth", "t_max",
+    "integrator", "dtype", "seed", "threads", "n_times", "times", "record_nodes",
+    "checkpoint_every", "x_par",
+)
+
+
+def test_derived_groups_equal_the_former_hand_lists():
+    assert SIMULATE_OPTIONS == options_for("simulate") == (
+        "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "loss", "data",
+        "label_noise", "margin", "n_test", "online", "batch", "dt", "growth", "t_max",
+        "integrator", "dtype", "seed", "threads", "n_times", "times", "record_nodes",
+        "checkpoint_every",
+    )
+    assert THEORY_OPTIONS == options_for("theory") == (
+        "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "data", "dt", "growth",
+        "t_max", "n_times", "times", "x_par",
+    )
+    assert THEORY_FIELDS == (
+        "d", "h", "alpha", "beta", "sa", "sw", "activation", "loss", "data", "label_noise",
+        "margin",
+    )
+    assert RUN_HASH_EXCLUDED == ("checkpoint_every",)
+    with pytest.raises(ValueError, match="command must be one of simulate, theory"):
+        options_for("compare")
+
+
+def test_every_field_has_help_role_and_range():
+    assert tuple(f.name for f in fields(Config)) == ALL_FIELDS
+    roles = {r: fields_with_role(r) for r in ("physics", "numerics", "recording")}
+    assert sorted(sum(roles.values(), ())) == sorted(ALL_FIELDS)  # each field has one role
+    for f in fields(Config):
+        meta = f.metadata
+        assert isinstance(meta["help"], str) and len(meta["help"]) > 10, f.name
+        assert meta["role"] in roles, f.name
+        assert hasattr(meta["range"], "text") and hasattr(meta["range"], "problem"), f.name
+        assert set(meta["commands"]) <= {"simulate", "theory"}, f.name
+        assert isinstance(meta["theory"], bool) and isinstance(meta["hashed"], bool), f.name
+        assert range_text(f.name) or f.name == "online", f.name  # only online is type-only
+    assert help_text("sa") == "initial standard deviation of the second-layer weights a_i; >= 0"
+    assert range_text("label_noise") == "in [0, 0.5)"
+    assert range_text("batch") == "in [0, N] (0 = full batch)"
+    assert range_text("loss") == "one of hinge, squared, logistic"
+    assert range_text("x_par") == "each >= 0"
+    assert "1/beta" in help_text("dt") and "1/beta" in help_text("t_max")
+
+
+# Independent of the metadata under test: (other overrides, field, allowed value at the
+# boundary, first value past it, the exact message). Every field but ``online`` (type only).
+BOUNDARIES = [
+    ({}, "M", 1, 0, "M must be >= 1, got 0"),
+    ({}, "N", 1, 0, "N must be >= 1, got 0"),
+    ({}, "d", 2, 1, "d must be >= 2 (x_par plus at least one other direction), got 1"),
+    ({}, "h", 1e-12, 0.0, "h must be > 0, got 0.0"),
+    ({}, "alpha", 1e-12, 0.0, "alpha must be > 0, got 0.0"),
+    ({}, "beta", 1e-12, 0, "beta must be > 0, got 0.0"),
+    ({}, "sa", 0.0, -1e-12, "sa must be >= 0, got -1e-12"),
+    ({}, "sw", 0.0, -1e-12, "sw must be >= 0, got -1e-12"),
+    ({"sa": 0.0}, "sw", 1e-12, 0.0, "sa and sw cannot both be 0 (the network would never move)"),
+    ({}, "activation", "tanh", "nosuch", "activation: activation 'nosuch'"),  # prefix
+    ({}, "loss", "logistic", "Hinge", "loss must be one of hinge, squared, logistic; got 'Hinge'"),
+    ({}, "data", "sphere", "cube", "data must be one of gaussian, sphere; got 'cube'"),
+    ({}, "label_noise", 0.0, -1e-12, "label_noise must be in [0, 0.5), got -1e-12"),
+    ({}, "label_noise", 0.4999, 0.5, "label_noise must be in [0, 0.5), got 0.5"),
+    ({}, "margin", 0.0, -1e-12, "margin must be >= 0, got -1e-12"),
+    ({}, "n_test", 0, -1, "n_test must be >= 0, got -1"),
+    ({}, "batch", 0, -1, "batch must be in [0, N=100000] (0 = full batch), got -1"),
+    ({"N": 300}, "batch", 300, 301, "batch must be in [0, N=300] (0 = full batch), got 301"),
+    ({}, "dt", 1e-12, 0.0, "dt must be > 0, got 0.0"),
+    ({}, "growth", 0.0, -1e-12, "growth must be >= 0, got -1e-12"),
+    ({}, "t_max", 1e-12, 0.0, "t_max must be > 0, got 0.0"),
+    ({}, "integrator", "heun", "rk4", "integrator must be one of euler, heun; got 'rk4'"),
+    ({}, "dtype", "float32", "float16", "dtype must be one of float32, float64; got 'float16'"),
+    ({}, "seed", 0, -1, "seed must be >= 0, got -1"),
+    ({}, "threads", 0, -1, "threads must be >= 0 (0 = all cores), got -1"),
+    ({}, "n_times", 2, 1, "n_times must be >= 2, got 1"),
+    ({}, "times", "0,1e-12", "0,0", "times must be non-negative and strictly increasing, "
+     "got [0.0, 0.0]"),
+    ({}, "times", "0", "-1e-12", "times must be non-negative and strictly increasing, "
+     "got [-1e-12]"),
+    ({}, "record_nodes", 0, -1, "record_nodes must be in [0, M=400] (0 = all)"),
+    ({"M": 10}, "record_nodes", 10, 11, "record_nodes must be in [0, M=10] (0 = all)"),
+    ({}, "checkpoint_every", 0, -1, "checkpoint_every must be >= 0, got -1"),
+    ({}, "x_par", "0,1", "0,-1e-12", "x_par values must be >= 0, got [0.0, -1e-12]"),
+]
+
+
+@pytest.mark.parametrize(("others", "name", "ok", "bad", "message"), BOUNDARIES,
+                         ids=[f"{b[1]}={b[3]}" for b in BOUNDARIES])
+def test_every_range_check_fires_at_its_boundary(others, name, ok, bad, message):
+    make_config(**others, **{name: ok})
+    with pytest.raises(ConfigError) as err:
+        make_config(**others, **{name: bad})
+    if name == "activation":  # the rest of the message is the parser's
+        assert str(err.value).startswith(message)
+    else:
+        assert str(err.value) == message
+
+
+def test_boundary_table_covers_every_constrained_field():
+    assert {b[1] for b in BOUNDARIES} == set(ALL_FIELDS) - {"online"}
+
+
+def test_first_violation_in_field_order_is_reported_activation_last():
+    with pytest.raises(ConfigError, match=r"^M must be >= 1"):
+        make_config(M=0, d=1)
+    with pytest.raises(ConfigError, match=r"^sa must be >= 0"):
+        make_config(sa=-1.0, sw=0.0)
+    with pytest.raises(ConfigError, match=r"^x_par values"):
+        make_config(activation="nosuch", x_par="-1")
+
+
+# --- canonical JSON, hash and TOML: literals captured before the metadata refactoring --------
+
+DEFAULT_JSON = (
+    '{"M":400,"N":100000,"activation":"relu","alpha":1.0,"batch":0,"beta":1.0,'
+    '"checkpoint_every":0,"d":100,"data":"gaussian","dt":1.0,"dtype":"float64","growth":0.0,'
+    '"h":1.0,"integrator":"euler","label_noise":0.0,"loss":"hinge","margin":0.0,'
+    '"n_test":10000,"n_times":100,"online":false,"record_nodes":0,"sa":1.0,"seed":0,"sw":1.0,'
+    '"t_max":2000.0,"threads":0,"times":[],"x_par":[]}'
+)
+CONFIG_A = dict(M=10, N=300, d=20, h=2.0, activation="tanh", loss="squared", data="sphere",
+                label_noise=0.1, margin=0.25, times="0,1,2.5,10", record_nodes=5,
+                checkpoint_every=7, x_par="0.1,0.5", dtype="float32", batch=30,
+                integrator="heun")
+CONFIG_A_JSON = (
+    '{"M":10,"N":300,"activation":"tanh","alpha":1.0,"batch":30,"beta":1.0,'
+    '"checkpoint_every":7,"d":20,"data":"sphere","dt":1.0,"dtype":"float32","growth":0.0,'
+    '"h":2.0,"integrator":"heun","label_noise":0.1,"loss":"squared","margin":0.25,'
+    '"n_test":10000,"n_times":100,"online":false,"record_nodes":5,"sa":1.0,"seed":0,"sw":1.0,'
+    '"t_max":2000.0,"threads":0,"times":[0.0,1.0,2.5,10.0],"x_par":[0.1,0.5]}'
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "config_hash", "run", "toml_sha"),
+    [
+        ({}, "a708338d013e", "a708338d013e", "db50d6b9458e669f"),
+        (CONFIG_A, "b9952d03ee74", "050128f2a4d0", "f16152460dc15f72"),
+        (dict(online=True, growth=0.01, t_max=500.0, seed=42, threads=3, n_times=17, sa=0.0,
+              sw=0.5), "cce9819d4f02", "cce9819d4f02", "d6375018d2be7669"),
+        (dict(checkpoint_every=100), "9e39781763eb", "a708338d013e", "67c321d97dcaa1a9"),
+        (dict(activation="x**2 + sin(x)", alpha=3.0, beta=0.5, dt=0.1, n_test=0),
+         "2fc3f464336f", "2fc3f464336f", "379551b72d6434c8"),
+    ],
+)
+def test_hash_run_hash_and_toml_are_unchanged(overrides, config_hash, run, toml_sha):
+    c = make_config(**overrides)
+    assert c.hash() == config_hash
+    assert run_hash(c) == run == c.replace(checkpoint_every=0).hash()
+    assert hashlib.sha256(c.to_toml().encode()).hexdigest()[:16] == toml_sha
+    assert from_json(c.to_json()) == c
+
+
+def test_canonical_json_is_unchanged():
+    assert Config().to_json() == make_config().to_json() == DEFAULT_JSON
+    assert make_config(**CONFIG_A).to_json() == CONFIG_A_JSON
