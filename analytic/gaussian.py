@@ -39,30 +39,27 @@ Hermite polynomials), so kinks and jumps (Dirac deltas in ``phi^(k)``) are handl
 ``E_dphi2`` uses the classical ``phi'`` (a jump in ``phi'`` is harmless) and is ``+inf`` when
 ``phi`` itself jumps (``step``: ``phi' = delta``). Hermite coefficients ``c_k = E[phi He_k]``.
 
-Results are cached in-process and on disk (JSON under ``$XDG_CACHE_HOME/meanfield`` or
-``~/.cache/meanfield``), keyed by a hash of the expression's ``srepr``, the package version and
-the source of this module and ``analytic.activations``; exact values are stored as ``srepr``
-strings and read back by a whitelist AST walker (never ``eval``). Corrupt or unreadable cache
-files are ignored; writes are atomic.
+All quantities are dimensionless (``g`` is a standard normal variable, ``phi`` a function of
+it). Results are cached in-process and on disk through :mod:`analytic.cache` (entries of kind
+``gauss`` keyed by the integrand's ``srepr``; file names change with the package version, the
+sympy version and the source of the analytic modules); exact values are stored as ``srepr``
+text and read back by its whitelist AST walker with ``x`` as the only symbol (never ``eval``).
+Corrupt or unreadable cache files are ignored; writes are atomic.
 """
 
 from __future__ import annotations
 
-import ast
 import functools
-import hashlib
 import itertools
-import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import sympy
 
+from analytic import cache
 from analytic.activations import Activation, ActivationError, X, get_activation
+from analytic.cache import cache_dir as cache_dir  # re-exported: earlier home of cache_dir
 
 MOMENT_NAMES = ("nu", "zeta", "mu2", "mu3", "E_phi2", "E_dphi2")
 L_CUT = 40.0  # numeric quadrature on [-L_CUT, L_CUT]; phi(40) ~ 1e-348
@@ -618,106 +615,30 @@ def _check_tail(integrand: sympy.Expr, t: float) -> None:
 
 
 # ---------------------------------------------------------------------------- disk cache
-
-
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/meanfield`` (default ``~/.cache/meanfield``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "meanfield"
-
-
-@functools.lru_cache(maxsize=1)
-def _cache_salt() -> str:
-    from importlib import metadata
-
-    try:
-        version = metadata.version("meanfield")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    from analytic import activations
-
-    digest = hashlib.sha256()
-    for module in (__file__, activations.__file__):  # the code that produces the values
-        digest.update(Path(module).read_bytes())
-    return version + ":" + digest.hexdigest()
-
-
-def _cache_path(key: str) -> Path:
-    digest = hashlib.sha256((_cache_salt() + "\n" + key).encode()).hexdigest()[:40]
-    return cache_dir() / f"gauss-{digest}.json"
+#
+# Entries of kind "gauss" in analytic.cache, keyed by the srepr of the integrand F:
+# {"value": float, "exact": bool, "expr": srepr of the exact value or null}.
 
 
 def _cache_load(key: str) -> Value | None:
-    try:
-        data = json.loads(_cache_path(key).read_text())
-        if data["key"] != key:
-            return None
-        value = float(data["value"])
-        if data["exact"]:
-            expr = from_srepr(data["expr"])
-            return Value(value, True, expr, sympy.latex(expr))
-        return _numeric_value(value)
-    except (OSError, ValueError, KeyError, TypeError, SyntaxError, RecursionError):
-        return None
+    return cache.load("gauss", key, _decode)
+
+
+def _decode(data: dict) -> Value:
+    value = float(data["value"])
+    if data["exact"]:
+        expr = from_srepr(data["expr"])
+        return Value(value, True, expr, sympy.latex(expr))
+    return _numeric_value(value)
 
 
 def _cache_store(key: str, value: Value) -> None:
-    record = {"key": key, "value": value.value, "exact": value.exact,
-              "expr": sympy.srepr(value.expr) if value.exact else None}
-    try:
-        folder = cache_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh)
-            os.replace(tmp, _cache_path(key))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    except OSError:
-        return  # a read-only or full cache dir only costs speed
-
-
-_SREPR_CLASSES = {
-    cls.__name__: cls for cls in (
-        sympy.Add, sympy.Mul, sympy.Pow, sympy.Integer, sympy.Rational, sympy.Float,
-        sympy.Symbol, sympy.erf, sympy.erfc, sympy.exp, sympy.log, sympy.asin, sympy.atan,
-        sympy.acos, sympy.gamma, sympy.Abs, sympy.sin, sympy.cos, sympy.tanh,
-    )
-}
-_SREPR_ATOMS = {"pi": sympy.pi, "E": sympy.E, "oo": sympy.oo, "zoo": sympy.zoo,
-                "nan": sympy.nan, "EulerGamma": sympy.EulerGamma}
+    cache.store("gauss", key, {"value": value.value, "exact": value.exact,
+                               "expr": sympy.srepr(value.expr) if value.exact else None})
 
 
 def from_srepr(text: str) -> sympy.Expr:
-    """Rebuild a sympy expression from its ``srepr`` by walking the Python AST over a
-    whitelist of sympy classes and literal arguments (no ``eval``); ``ValueError`` otherwise."""
-    return _srepr_node(ast.parse(text, mode="eval").body)
-
-
-def _srepr_node(node: ast.AST) -> object:
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _srepr_node(node.operand)
-        if isinstance(inner, int | float):
-            return -inner
-    if isinstance(node, ast.Name) and node.id in _SREPR_ATOMS:
-        return _SREPR_ATOMS[node.id]
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-            and node.func.id in _SREPR_CLASSES):
-        args = [_srepr_node(a) for a in node.args]
-        kwargs = {}
-        for kw in node.keywords:
-            value = _srepr_node(kw.value)
-            if kw.arg is None or not isinstance(value, int | float | str | bool):
-                raise ValueError("srepr: bad keyword")
-            kwargs[kw.arg] = value
-        cls = _SREPR_CLASSES[node.func.id]
-        if cls is sympy.Symbol:
-            if args != ["x"] or kwargs not in ({"real": True}, {}):
-                raise ValueError("srepr: unexpected symbol")
-            return X
-        return cls(*args, **kwargs)
-    raise ValueError(f"srepr: {ast.dump(node)[:60]} is not allowed")
+    """Rebuild an exact value (or an expression in :data:`X`) from its ``srepr``:
+    :func:`analytic.cache.from_srepr` with :data:`X` as the only symbol and no undefined
+    functions, never ``eval``; :class:`analytic.cache.SreprError` (a ``ValueError``) otherwise."""
+    return cache.from_srepr(text, symbols=(X,))

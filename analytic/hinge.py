@@ -36,22 +36,17 @@ nothing is typed in as a final formula. Steps (each a function returning sympy e
 Numeric callables (``sympy.lambdify`` to numpy/scipy) are in :func:`numerics`; the LaTeX of the
 closed forms in :func:`latex_equations` (through :func:`analytic.codegen.latex`). Units: ``t``
 in mean-field time (``beta t`` is dimensionless), everything else dimensionless.
-The derivation (~10 s of sympy) runs once per process and is cached on disk as ``srepr`` text
-(read back through a whitelist, never ``eval``), keyed by the package version and the source.
+The derivation (~10 s of sympy) runs once per process and is cached on disk through
+:mod:`analytic.cache` as ``srepr`` text (read back through its whitelist, never ``eval``); the
+file names change with the package version, the sympy version and the source of the analytic
+modules.
 """
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import functools
-import hashlib
-import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import sympy as sp
@@ -60,6 +55,7 @@ from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
 from sympy.stats import E as expectation
 from sympy.stats import Normal
 
+from analytic import cache
 from analytic.activations import Activation
 from analytic.activations import X as ACT_X
 from analytic.codegen import latex as to_latex
@@ -114,105 +110,31 @@ def _require_zero(expr: sp.Expr, what: str) -> None:
 
 # ----------------------------------------------------------------------------- disk cache
 #
-# The derivation takes ~10 s of sympy; its results are stored as ``sympy.srepr`` text in JSON
-# under the user cache directory (as analytic.gaussian does), keyed by the package version and
-# the source of the modules that produce them, and read back by a whitelist walker over the
-# Python AST (never eval/pickle). Unreadable or foreign entries are ignored and recomputed.
-
-_CACHE_CLASSES: dict[str, Callable] = {
-    cls.__name__: cls for cls in (
-        sp.Add, sp.Mul, sp.Pow, sp.Integer, sp.Rational, sp.Float, sp.Abs, sp.Derivative,
-        sp.Tuple, sp.Heaviside, sp.exp, sp.log, sp.erf, sp.erfc, sp.gamma, sp.loggamma,
-        sp.sinh, sp.cosh, sp.asinh, sp.betainc_regularized, sp.Max, sp.sign, sp.tanh,
-    )
-}
-_CACHE_ATOMS = {"pi": sp.pi, "oo": sp.oo, "E": sp.E}
-_CACHE_SYMBOL_FLAGS = {"real", "positive", "nonnegative", "integer"}
+# The derivation takes ~10 s of sympy; each step's result (an expression or a dict of them) is
+# an entry of kind "hinge" in analytic.cache, keyed by the step and its arguments:
+# {"single": bool, "exprs": {name: srepr}}, read back by the whitelist walker of analytic.cache
+# (never eval/pickle) with sigma as the only undefined function. Unreadable or foreign entries
+# are ignored and recomputed.
 
 
 def _cache_file(key: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    digest = hashlib.sha256()
-    try:
-        digest.update(metadata.version("meanfield").encode())
-    except metadata.PackageNotFoundError:
-        digest.update(b"unknown")
-    from analytic import activations
-
-    for module in (__file__, activations.__file__):
-        digest.update(Path(module).read_bytes())
-    digest.update(sp.__version__.encode() + b"\n" + key.encode())
-    return Path(base) / "meanfield" / f"hinge-{digest.hexdigest()[:40]}.json"
-
-
-def _from_srepr(node: ast.AST) -> object:
-    """Rebuild an expression from the AST of its srepr over the whitelist above."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | str):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        inner = _from_srepr(node.operand)
-        if isinstance(inner, int):
-            return -inner
-    if isinstance(node, ast.Name) and node.id in _CACHE_ATOMS:
-        return _CACHE_ATOMS[node.id]
-    if isinstance(node, ast.Call):
-        args = [_from_srepr(a) for a in node.args]
-        kwargs = {kw.arg: _from_srepr(kw.value) for kw in node.keywords}
-        func = node.func
-        if (isinstance(func, ast.Call) and isinstance(func.func, ast.Name)
-                and func.func.id == "Function" and len(func.args) == 1
-                and isinstance(func.args[0], ast.Constant) and func.args[0].value == "sigma"
-                and not kwargs):
-            return sigma(*args)
-        if isinstance(func, ast.Name) and func.id == "Symbol":
-            if (len(args) != 1 or not isinstance(args[0], str)
-                    or not set(kwargs) <= _CACHE_SYMBOL_FLAGS
-                    or any(v is not True for v in kwargs.values())):
-                raise ValueError("cache: unexpected symbol")
-            return sp.Symbol(args[0], **kwargs)
-        if isinstance(func, ast.Name) and func.id in _CACHE_CLASSES:
-            if func.id == "Float":
-                if set(kwargs) - {"precision"} or len(args) != 1:
-                    raise ValueError("cache: bad Float")
-                return sp.Float(args[0], precision=int(kwargs.get("precision", 53)))
-            if kwargs:
-                raise ValueError("cache: unexpected keywords")
-            return _CACHE_CLASSES[func.id](*args)
-    if isinstance(node, ast.Constant) and node.value is True:
-        return True
-    raise ValueError(f"cache: {ast.dump(node)[:60]} is not allowed")
+    return cache.path("hinge", key)
 
 
 def _cache_load(key: str) -> object | None:
-    try:
-        data = json.loads(_cache_file(key).read_text())
-        if data["key"] != key:
-            return None
-        build = {name: _from_srepr(ast.parse(text, mode="eval").body)
-                 for name, text in data["exprs"].items()}
-        return build["_"] if data["single"] else build
-    except (OSError, ValueError, KeyError, TypeError, SyntaxError, RecursionError):
-        return None
+    return cache.load("hinge", key, _decode)
+
+
+def _decode(data: dict) -> object:
+    build = {name: cache.from_srepr(text, functions={"sigma": sigma})
+             for name, text in data["exprs"].items()}
+    return build["_"] if data["single"] else build
 
 
 def _cache_store(key: str, value: object) -> None:
     exprs = {"_": value} if isinstance(value, sp.Basic) else value
-    record = {"key": key, "single": isinstance(value, sp.Basic),
-              "exprs": {name: sp.srepr(e) for name, e in exprs.items()}}
-    path = _cache_file(key)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(record, fh)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError:
-        return  # a read-only or full cache directory only costs time
+    cache.store("hinge", key, {"single": isinstance(value, sp.Basic),
+                               "exprs": {name: sp.srepr(e) for name, e in exprs.items()}})
 
 
 def _disk_cached(func: Callable) -> Callable:
