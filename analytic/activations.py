@@ -187,6 +187,19 @@ def get_activation(spec: str, **params: float) -> Activation:
     return Activation(text, expr, find_kinks(expr))
 
 
+def is_relu(spec: str | Activation) -> bool:
+    """Whether the activation is ReLU: its expression, as built by :func:`get_activation`
+    (which evaluates it automatically), is ``sympy.Max(0, X)`` (sympy ``==``, i.e. the same
+    expression tree). So ``"relu"``, ``"max(x, 0)"``, ``"Max(0, x)"``, ``"relu(x)"``,
+    ``"2*max(x, 0)/2"`` and ``"leaky_relu:0"`` are ReLU; ``"leaky_relu:0.1"``, ``"abs"``,
+    ``"x"`` are not, nor is an equal function written otherwise (``"(x + abs(x))/2"``).
+
+    Raises :class:`ActivationError` for a ``spec`` that :func:`get_activation` refuses.
+    """
+    act = spec if isinstance(spec, Activation) else get_activation(spec)
+    return act.expr == sympy.Max(0, X)
+
+
 def _leaky_relu(text: str, inline: str | None, params: dict[str, float]) -> Activation:
     extra = set(params) - {"slope"}
     if extra:

@@ -345,3 +345,30 @@ def test_fuzz_valid_expressions_evaluate_like_math(tree, point):
     got = float(act.expr.subs(X, sympy.Float(point, 30)))
     # sympy at 30 digits vs float64 math on at most ~100 operations: 1e-9 relative is loose
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("relu", True), ("RELU", True), (" relu ", True), ("max(x, 0)", True), ("max(0,x)", True),
+    ("Max(0, x)", True), ("relu(x)", True), ("2*max(x, 0)/2", True), ("max(x, 0) + 0", True),
+    ("leaky_relu:0", True), ("max(x, 0, -1)", True),
+    ("leaky_relu:0.1", False), ("leaky_relu", False), ("abs", False), ("x", False),
+    ("linear", False), ("max(x, 1)", False), ("max(2*x, 0)", False),
+    ("relu(x - 1)", False), ("x*Heaviside(x)", False), ("(x + abs(x))/2", False),
+    ("gelu", False), ("step", False),
+])
+def test_is_relu(spec, expected):
+    """``is_relu`` is ``get_activation(spec).expr == sympy.Max(0, X)`` (the test used by
+    ``meanfield.theory`` for the ReLU closed form); an ``Activation`` is accepted too."""
+    from analytic.activations import is_relu
+
+    assert is_relu(spec) is expected
+    assert is_relu(get_activation(spec)) is expected
+    assert (get_activation(spec).expr == sympy.Max(0, X)) is expected
+
+
+def test_is_relu_refuses_what_get_activation_refuses():
+    from analytic.activations import is_relu
+
+    for spec in ("relu:1", "__import__('os')", "max(y, 0)", ""):
+        with pytest.raises(ActivationError):
+            is_relu(spec)
