@@ -16,10 +16,11 @@ points where it or one of its low derivatives is not smooth (``kinks``). Named a
     softplus    log(1 + exp(x))
     gelu        x Phi(x) = x (1 + erf(x / sqrt 2)) / 2
 
-Anything else is parsed as an expression in ``x``. The parser never calls ``eval``,
-``sympify`` or ``parse_expr`` on the text: it tokenizes the string itself and builds the sympy
-expression by recursive descent over a whitelist (the symbol ``x``; numbers; ``+ - * / **``
-and ``^`` for ``**``; parentheses; unary minus; the constants ``pi`` and ``E``; the functions in
+``x`` is the dimensionless preactivation and ``phi(x)`` is dimensionless. Anything else is
+parsed as an expression in ``x``. The parser never calls ``eval``, ``sympify`` or
+``parse_expr`` on the text: it tokenizes the string itself and builds the sympy expression
+by recursive descent over a whitelist (the symbol ``x``; numbers; ``+ - * / **`` and ``^`` for
+``**``; parentheses; unary minus; the constants ``pi`` and ``E``; the functions in
 :data:`FUNCTIONS`). Length, nesting depth, number size and numeric exponents are bounded so that
 no input can hang (``9**9**9**9`` is refused). Every other input raises :class:`ActivationError`
 with a one-line message naming the position and the allowed tokens.

@@ -16,6 +16,8 @@ differ only on a set of Gaussian measure zero, so no expectation depends on it.
 The generated source is printed from a sympy expression (built by the whitelist parser of
 ``analytic.activations`` or by derivation), never from user text, so executing it is safe.
 Numba's ``cache=True`` does not work on functions created by ``exec``: it is not used.
+Units: none are introduced; the generated code computes the expression in the units of its
+arguments (dimensionless for activations).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Infinite-width kernels of a two-layer network and the affine NTK approximation.
 
-Conventions (issue 2): ``g ~ N(0, 1)``; network ``f(x) = v . phi(W x / sqrt(d)) / sqrt(m)``
+Conventions: ``g ~ N(0, 1)``; network ``f(x) = v . phi(W x / sqrt(d)) / sqrt(m)``
 with standard Gaussian ``W`` (``m x d``) and ``v`` (``m``) at initialisation; data with
 ``|x|^2 ~ d``, covariance ``Sigma``, ``t2 = tr(Sigma^2) / d^2`` (``= 1/d`` isotropic). The NTK is
 ``Theta = lr1 Theta1 + lr2 Theta2`` with ``Theta1 = J_W J_W^T``, ``Theta2 = J_v J_v^T`` (no
@@ -53,6 +53,8 @@ relu's first layer and for data on the sphere).
 
 Kernel values are plain ``float`` / ``numpy`` arrays and sympy expressions; the affine
 coefficients are ``analytic.gaussian.Value`` (``value``, ``exact``, ``expr``, ``latex``).
+Units: all quantities are dimensionless (inputs enter through ``x.x'/d`` and ``|x|^2/d``;
+``lr1``, ``lr2`` are relative learning rates).
 """
 
 from __future__ import annotations
