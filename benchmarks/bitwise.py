@@ -106,7 +106,7 @@ def _resume_run(tree: Path, cwd: Path) -> str:
     interrupted = proc.poll() is None
     if interrupted:
         proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate()
+    proc.communicate()
     again = _meanfield(tree, RESUME, cwd)
     if again.returncode != 0:
         raise RuntimeError(f"resumed run failed: {again.stderr}")

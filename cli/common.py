@@ -1,9 +1,11 @@
-"""Shared pieces of the commands: config options, error reporting."""
+"""Shared pieces of the commands: config options, error reporting, the progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -86,3 +88,24 @@ def config_options(*names: str) -> Callable:
 def resolve_config(config_path: str | None, **options: Any) -> Config:
     """Defaults <- TOML file <- command-line options, validated."""
     return from_sources(config_path, **options)
+
+
+@contextlib.contextmanager
+def progress_bar(config: Config, show: bool | None) -> Iterator[Callable[[int], None]]:
+    """A tqdm bar on stderr over the run's steps (``None``: only on a terminal); yields the
+    ``on_step(n)`` callback of :func:`meanfield.simulate.simulate`."""
+    from tqdm import tqdm
+
+    from meanfield.simulate import expected_steps
+
+    show = sys.stderr.isatty() if show is None else show
+    bar = tqdm(total=expected_steps(config), disable=not show, unit="step", leave=False,
+               dynamic_ncols=True)
+
+    def on_step(n: int) -> None:
+        bar.update(n - bar.n)
+
+    try:
+        yield on_step
+    finally:
+        bar.close()

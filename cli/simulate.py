@@ -6,17 +6,15 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from cli.common import BadInput, config_options, reports_bad_input, resolve_config
+from cli.common import config_options, progress_bar, reports_bad_input, resolve_config
+from meanfield.config import options_for
 
-OPTIONS = (
-    "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "loss", "data",
-    "label_noise", "margin", "n_test", "online", "batch", "dt", "growth", "t_max",
-    "integrator", "dtype", "seed", "threads", "n_times", "times", "record_nodes",
-    "checkpoint_every",
-)
+if TYPE_CHECKING:
+    from meanfield.files.simulation import SimulationResult
 
 
 @contextlib.contextmanager
@@ -39,7 +37,7 @@ def _graceful_stop() -> Iterator[list[bool]]:
 
 
 @click.command()
-@config_options(*OPTIONS)
+@config_options(*options_for("simulate"))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="HDF5 file to write (netCDF4-valid).")
 @click.option("--resume", is_flag=True,
@@ -61,42 +59,22 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
     uninterrupted run; a checkpoint of another configuration is refused (use --fresh to
     discard it). The checkpoint is removed once OUTPUT is written.
     """
+    from meanfield.files.checkpoint import checkpoint_path, resume_decision
+    from meanfield.files.simulation import write_simulation
     from meanfield.io import check_writable
-    from meanfield.simulate import (
-        SimulationInterrupted,
-        checkpoint_config,
-        checkpoint_path,
-        run_hash,
-        write_result,
-    )
+    from meanfield.simulate import SimulationInterrupted
     from meanfield.simulate import simulate as run
 
-    if resume and fresh:
-        raise BadInput("--resume and --fresh exclude each other")
     config = resolve_config(config_path, **options)
     out = check_writable(output)
     ckpt = checkpoint_path(out)
-    if ckpt.exists() and not fresh:
-        try:
-            saved = run_hash(checkpoint_config(ckpt))
-        except (OSError, KeyError):
-            raise BadInput(
-                f"{ckpt} is not a readable checkpoint; use --fresh to discard it"
-            ) from None
-        if saved != run_hash(config):
-            raise BadInput(f"checkpoint {ckpt} belongs to another configuration; run with "
-                           "the options that made it, or with --fresh to discard it")
-        resume = True
-    elif resume:
-        raise BadInput(f"--resume: no checkpoint {ckpt} to resume from")
-    if fresh:
-        ckpt.unlink(missing_ok=True)
+    resume = resume_decision(ckpt, config, resume, fresh)
     if resume:
         click.echo(f"resuming from {ckpt}", err=True)
 
-    with _graceful_stop() as stop:
+    with _graceful_stop() as stop, progress_bar(config, progress) as on_step:
         try:
-            result = run(config, checkpoint=ckpt, resume=resume, progress=progress,
+            result = run(config, checkpoint=ckpt, resume=resume, on_step=on_step,
                          should_stop=lambda: stop[0])
         except SimulationInterrupted as err:
             click.echo(f"interrupted at step {err.step}; state saved in {ckpt}; run the same "
@@ -107,14 +85,18 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
                     "resume" if ckpt.exists() else "no checkpoint was written")
             click.echo(f"interrupted; {hint}", err=True)
             raise SystemExit(130) from None
-        write_result(result, out)
+        write_simulation(result, out)
     ckpt.unlink(missing_ok=True)
+    _summary(result, Path(output))
 
-    s, a = result.series, result.attrs
+
+def _summary(result: SimulationResult, output: Path) -> None:
+    """Four lines: where the file went, the run, the final state, the errors and work."""
+    config, s, a = result.config, result.series, result.attrs
     mode = ("online" if config.online else f"mini-batch {config.batch}" if config.batch
             else "full batch")
     evaluated = a["evaluated_total"] / a["dense_evaluations_total"]
-    click.echo(f"simulation written to {Path(output)}")
+    click.echo(f"simulation written to {output}")
     click.echo(f"  M={config.M} N={config.N} d={config.d} {config.activation}/{config.loss}, "
                f"{a['n_steps']} {config.integrator} steps ({mode}) to t={result.t[-1]:g} in "
                f"{a['elapsed_seconds']:.1f} s")

@@ -8,15 +8,11 @@ from pathlib import Path
 import click
 
 from cli.common import BadInput, config_options, reports_bad_input, resolve_config
-
-OPTIONS = (
-    "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "data", "dt", "growth",
-    "t_max", "n_times", "times", "x_par",
-)
+from meanfield.config import options_for
 
 
 @click.command()
-@config_options(*OPTIONS)
+@config_options(*options_for("theory"))
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="HDF5 file to write (netCDF4-valid); required unless --latex.")
 @click.option("--latex", is_flag=True,
@@ -31,8 +27,9 @@ def theory(config_path: str | None, output: str | None, latex: bool, **options: 
     activations the population solver."""
     from analytic.activations import get_activation
     from analytic.hinge import latex_equations
+    from meanfield.files.theory import write_theory
     from meanfield.io import check_writable
-    from meanfield.theory import compute, write_theory
+    from meanfield.theory import compute
 
     if options.get("times") is not None and options.get("t_max") is not None:
         raise BadInput("give either --t-max or --times, not both")
@@ -45,7 +42,7 @@ def theory(config_path: str | None, output: str | None, latex: bool, **options: 
         raise BadInput("-o/--output is required (or use --latex)")
     out = check_writable(output)
     result = compute(config)
-    write_theory(result, str(out))
+    write_theory(result, out)
     click.echo(f"theory written to {Path(output)}")
     click.echo(f"  {result.method}; {len(result.t)} times up to t={result.t[-1]:g}")
     if math.isfinite(result.asymptote_c):

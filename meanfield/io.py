@@ -32,12 +32,23 @@ import h5py
 import numpy as np
 
 KINDS = ("theory", "simulation", "comparison", "sweep")
+#: layout version of each kind's files; a reader refuses a file of a newer version
+FORMAT_VERSION = 1
+
+# units attributes, one spelling each
+TIME_UNITS = "mean-field time (1/beta)"
+DIMENSIONLESS = "1"
 PAPERS = (
     "Pellegrini & Biroli 2020, arXiv:2006.11209",
     "Hu, Xiao, Adlam & Pennington 2020, arXiv:2006.14599",
     "Lee et al. 2019, arXiv:1902.06720",
     "Frankle, Schwab & Morcos 2020, arXiv:2002.10365",
 )
+#: global attributes written by :func:`provenance` (besides one ``config_<field>`` per field)
+PROVENANCE_KEYS = frozenset({
+    "meanfield_kind", "meanfield_version", "git_revision", "versions", "command_line",
+    "created", "papers", "Conventions", "format_version", "config", "config_hash", "seed",
+})
 _LIBRARIES = ("numpy", "numba", "sympy", "scipy", "h5py", "click")
 
 
@@ -49,10 +60,9 @@ class NotMeanfieldFile(ValueError):
 
 
 def package_version() -> str:
-    try:
-        return metadata.version("meanfield")
-    except metadata.PackageNotFoundError:
-        return "0.0.0+unknown"
+    from meanfield import __version__
+
+    return __version__
 
 
 def git_revision() -> str:
@@ -102,6 +112,7 @@ def provenance(kind: str, config_json: str | None = None, seed: int | None = Non
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "papers": "; ".join(PAPERS),
         "Conventions": "CF-1.8",
+        "format_version": FORMAT_VERSION,
     }
     if config_json is not None:
         attrs["config"] = config_json
@@ -245,9 +256,24 @@ def open_meanfield(path: str | Path, kind: str | None = None) -> h5py.File:
     if kind is not None and found != kind:
         f.close()
         raise NotMeanfieldFile(f"{str(path)!r} is a meanfield {found} file, expected {kind}")
+    version = int(f.attrs.get("format_version", 1))
+    if version > FORMAT_VERSION:
+        f.close()
+        raise NotMeanfieldFile(f"{str(path)!r} has format version {version}, newer than this "
+                               f"meanfield reads ({FORMAT_VERSION}); upgrade meanfield")
     return f
 
 
+def text_attr(obj: h5py.HLObject, name: str, default: str | None = None) -> str | None:
+    """A string attribute (h5py may return ``bytes``); ``default`` when absent."""
+    value = obj.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def read_config_json(f: h5py.File) -> str:
-    value = f.attrs["config"]
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return str(text_attr(f, "config"))
+
+
+def read_array(f: h5py.File, name: str) -> np.ndarray | None:
+    """The variable ``name`` as stored, ``None`` when the file has none."""
+    return f[name][()] if name in f else None

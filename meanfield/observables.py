@@ -18,6 +18,8 @@ Notation of DESIGN.md: ``f(x) = (alpha/M) sum_i a_i sigma(w_i.x/sqrt d)``, teach
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -92,3 +94,38 @@ def relative_distance(x: np.ndarray, x0: np.ndarray) -> float:
 def sign_flip_fraction(W: np.ndarray, W0: np.ndarray) -> float:
     """Fraction of entries with ``sign(W) != sign(W0)`` (first-layer weights)."""
     return float(np.mean(np.signbit(W) != np.signbit(W0)))
+
+
+@dataclass(frozen=True)
+class InitialMoments:
+    """Sample moments of the initial nodes over all ``M`` of them (``w_par0 = W0[:, 0]``):
+    means and variances of ``a0`` and ``w_par0``, ``<a0 w_par0>``, ``<|w_perp0|^2>`` and
+    ``<(a0 + w_par0)^2>``. The schedule theory uses the second moments of a run's own sample."""
+
+    a_mean: float
+    a_var: float
+    w_par_mean: float
+    w_par_var: float
+    a_w_par_mean: float
+    w_perp_norm2_mean: float
+    u0_sq_mean: float
+
+    def second_moments(self) -> dict[str, float]:
+        """``{"a2": <a0^2>, "w2": <w_par0^2>, "aw": <a0 w_par0>}``."""
+        return {"a2": self.a_var + self.a_mean ** 2,
+                "w2": self.w_par_var + self.w_par_mean ** 2,
+                "aw": self.a_w_par_mean}
+
+
+def initial_moments(a0: np.ndarray, W0: np.ndarray) -> InitialMoments:
+    """The :class:`InitialMoments` of the nodes ``(a0, W0)`` (float64 sums)."""
+    a = a0.astype(np.float64)
+    wp = W0[:, 0].astype(np.float64)
+    perp2 = w_perp_norm(W0) ** 2
+    return InitialMoments(
+        a_mean=float(a.mean()), a_var=float(a.var()),
+        w_par_mean=float(wp.mean()), w_par_var=float(wp.var()),
+        a_w_par_mean=float((a * wp).mean()),
+        w_perp_norm2_mean=float(perp2.mean()),
+        u0_sq_mean=float(((a + wp) ** 2).mean()),
+    )

@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
@@ -47,9 +47,9 @@ from scipy.optimize import brentq
 
 from analytic import hinge
 from analytic.activations import X as ACT_X
-from analytic.activations import get_activation
+from analytic.activations import get_activation, is_relu
 from meanfield.config import Config, ConfigError
-from meanfield.io import atomic_h5, provenance, set_attrs, write_coordinate, write_variable
+from meanfield.files.theory import TheoryResult
 from meanfield.schedule import schedule
 
 _LOG2 = math.log(2.0)
@@ -61,52 +61,7 @@ class TheoryError(ConfigError):
     """The configuration is outside what the hinge mean-field theory covers."""
 
 
-# ----------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class TheoryResult:
-    """The theory on a time grid ``t`` (every array is indexed by ``t`` first).
-
-    ``gamma``: the scalar of the ReLU hyperbolae (for the schedule push: ``gamma_+ =
-    sum log(1 + eps_n)``, which the simulator's estimator measures; for the population solver:
-    the same estimator on the population). ``S``: slope of ``f = S x_par``. ``X``: edge of the
-    unsatisfied set ``|x_par| < X`` (``inf`` at ``t = 0``, where ``f = 0``). ``train_error``:
-    fraction of unsatisfied examples. ``loss``: mean hinge loss. ``slope``:
-    ``d gamma / d log t``. ``validity``, ``f_spread``, ``f_spread_x``: see the module docstring.
-    ``t_sat``: first satisfaction time of ``|x_par|`` for each value of ``x_par``.
-    ``gamma_minus``: ``gamma_-`` of the Euler push (else None). ``extra``: the population
-    solver's node arrays ``a``, ``w_par``, ``rho`` ``[t, node]`` and ``node_weight`` ``[node]``.
-    """
-
-    t: np.ndarray
-    gamma: np.ndarray
-    S: np.ndarray
-    X: np.ndarray
-    train_error: np.ndarray
-    loss: np.ndarray
-    slope: np.ndarray
-    validity: np.ndarray
-    f_spread: np.ndarray
-    asymptote_C: float
-    asymptote_c: float
-    config: Config
-    latex: dict[str, str]
-    method: str
-    x_par: np.ndarray | None = None
-    t_sat: np.ndarray | None = None
-    f_spread_x: np.ndarray | None = None
-    gamma_minus: np.ndarray | None = None
-    extra: dict[str, np.ndarray] = field(default_factory=dict)
-
-
 # ----------------------------------------------------------------------------- checks
-
-
-def _is_relu(spec: str) -> bool:
-    import sympy
-
-    return get_activation(spec).expr == sympy.Max(0, ACT_X)
 
 
 def check_config(config: Config, relu_only: bool = False) -> None:
@@ -117,7 +72,7 @@ def check_config(config: Config, relu_only: bool = False) -> None:
         raise TheoryError("label_noise and margin must be 0 for the theory (separable data, "
                           f"no gap); got label_noise={config.label_noise}, "
                           f"margin={config.margin}")
-    if relu_only and not _is_relu(config.activation):
+    if relu_only and not is_relu(config.activation):
         raise TheoryError(f"activation: this part of the theory is for relu only; got "
                           f"{config.activation!r}")
 
@@ -441,12 +396,24 @@ def compute(config: Config, times: Sequence[float] | np.ndarray | None = None,
     ReLU: the closed form with ``gamma(t)`` by ``method`` (``quad`` or ``ode``); any other
     activation: :func:`compute_population`. ``x_par`` (default: ``config.x_par`` when not
     empty) adds ``t_sat(x_par)`` and ``f_spread_x(t, x_par)``.
+
+    Returns:
+        A :class:`meanfield.files.theory.TheoryResult` on ``t``; write it with
+        :func:`meanfield.files.theory.write_theory`.
+
+    Example:
+        >>> from meanfield.config import make_config
+        >>> r = compute(make_config(d=100), times=[0.0, 10.0, 1e6])
+        >>> float(r.X[0])  # f = 0 at t = 0: every example unsatisfied
+        inf
+        >>> bool(abs(r.gamma[-1] - (math.log(1e6) / 4 + r.asymptote_c)) < 1e-3)
+        True
     """
     check_config(config)
     t = _check_times(default_times(config) if times is None else times)
     if x_par is None and config.x_par:
         x_par = config.x_par
-    if not _is_relu(config.activation):
+    if not is_relu(config.activation):
         return compute_population(config, t, x_par=x_par)
     rel = _Relu.of(config)
     gamma = gamma_of_t(config, t, method)
@@ -784,57 +751,3 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
         t_sat=tsat, extra={"a": ys[:, :n], "w_par": ys[:, n:2 * n], "rho": ys[:, 2 * n:],
                            "node_weight": quad.weight},
     )
-
-
-# ----------------------------------------------------------------------------- HDF5
-
-SERIES: dict[str, tuple[str, str]] = {
-    "gamma": ("1", "gamma(t): a = a0 cosh gamma + w0 sinh gamma, w_par = w0 cosh gamma + "
-                   "a0 sinh gamma"),
-    "S": ("1", "slope of the mean-field output f(x) = S x_par"),
-    "X": ("1", "edge of the unsatisfied set |x_par| < X (inf at t = 0, where f = 0)"),
-    "train_error": ("1", "fraction of training examples with y f < h (unsatisfied)"),
-    "loss": ("1", "mean linear hinge loss <(h - y f)_+>"),
-    "slope": ("1", "d gamma / d log t"),
-    "validity": ("1", "finite-N indicator: |drive orthogonal to w*| / parallel drive = "
-                      "sqrt(E[|x_perp|^2 1_U]/(2N)) / V"),
-    "f_spread": ("1", "sqrt(E_x Var f(x)) over draws of M initial nodes (finite-M spread)"),
-    "gamma_minus": ("1", "gamma_- = -sum log|1 - eps_n| of the Euler push"),
-}
-
-
-def write_theory(result: TheoryResult, path: str) -> None:
-    """Write ``result`` as a netCDF4-valid HDF5 file (``meanfield.io``, atomic)."""
-    c = result.config
-    with atomic_h5(path) as f:
-        set_attrs(f, provenance("theory", c.to_json()))
-        set_attrs(f, {
-            "asymptote_C": float(result.asymptote_C),
-            "asymptote_c": float(result.asymptote_c),
-            "asymptote": "gamma -> log(t)/4 + c, c = log(4 C)/4; d gamma/dt ~ C exp(-4 gamma)",
-            "method": result.method,
-            "latex": "\n".join(f"{k}: {v}" for k, v in result.latex.items()),
-        })
-        for key, value in result.latex.items():
-            f.attrs[f"latex_{key}"] = value
-        write_coordinate(f, "t", result.t, {"units": "1/beta", "long_name": "mean-field time"})
-        for name, (units, long_name) in SERIES.items():
-            value = getattr(result, name)
-            if value is None:
-                continue
-            attrs = {"units": units, "long_name": long_name}
-            if not np.all(np.isfinite(value)):
-                attrs["non_finite"] = "inf/nan are exact values (e.g. X = inf at t = 0) or " \
-                                      "not computed for this solver"
-            write_variable(f, name, value, ("t",), attrs)
-        if result.x_par is not None:
-            write_coordinate(f, "x_par", result.x_par,
-                             {"units": "1", "long_name": "|x_par| = |w*.x| of an example"})
-            if result.t_sat is not None:
-                write_variable(f, "t_sat", result.t_sat, ("x_par",), {
-                    "units": "1/beta", "long_name": "first time with S(t)|x_par| >= h",
-                    "non_finite": "inf: never satisfied (x_par = 0)"})
-            if result.f_spread_x is not None:
-                write_variable(f, "f_spread_x", result.f_spread_x, ("t", "x_par"), {
-                    "units": "1", "long_name": "std of f(x) at fixed x_par over draws of M "
-                                               "nodes and of x_perp"})

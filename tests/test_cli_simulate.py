@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 from cli.main import main
 from meanfield.config import make_config
-from meanfield.simulate import checkpoint_path, simulate, write_result
+from meanfield.files.checkpoint import checkpoint_path
+from meanfield.files.simulation import write_simulation
+from meanfield.simulate import simulate
 
 SMALL = ["--M", "20", "--N", "300", "--d", "6", "--n-test", "100", "--t-max", "8",
          "--dt", "0.5", "--n-times", "10", "--seed", "2"]
@@ -118,7 +120,7 @@ def test_signal_checkpoints_and_rerun_resumes_bitwise(tmp_path, signum):
     config = make_config(M=20, N=400, d=8, n_test=100, t_max=150.0, dt=1.0, n_times=20,
                          seed=5, checkpoint_every=5)
     whole = tmp_path / "whole.h5"
-    write_result(simulate(config), whole)
+    write_simulation(simulate(config), whole)
     resumed, uninterrupted = _datasets(out), _datasets(whole)
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:

@@ -11,15 +11,11 @@ from meanfield import observables as obs
 from meanfield.config import ConfigError, make_config
 from meanfield.data import batch_indices, held_out_set, initial_weights, online_examples, streams
 from meanfield.data import training_set as make_training_set
-from meanfield.kernels import StepParams, numpy_outputs, numpy_velocity
+from meanfield.files.checkpoint import checkpoint_path, read_checkpoint
+from meanfield.files.simulation import write_simulation
 from meanfield.schedule import schedule
-from meanfield.simulate import (
-    SimulationInterrupted,
-    checkpoint_path,
-    read_checkpoint,
-    simulate,
-    write_result,
-)
+from meanfield.simulate import SimulationInterrupted, simulate
+from meanfield.step import StepParams, numpy_outputs, numpy_velocity
 
 SMALL = dict(M=30, N=400, d=8, n_test=200, dt=0.25, t_max=6.0, n_times=12, seed=3)
 
@@ -236,7 +232,7 @@ def _datasets(path):
 def test_same_seed_same_file_and_other_seed_differs(tmp_path):
     c = make_config(**SMALL)
     for name, conf in (("one", c), ("two", c), ("other", c.replace(seed=4))):
-        write_result(simulate(conf), tmp_path / f"{name}.h5")
+        write_simulation(simulate(conf), tmp_path / f"{name}.h5")
     one, two, other = (_datasets(tmp_path / f"{n}.h5") for n in ("one", "two", "other"))
     assert one.keys() == two.keys()
     for name in one:
@@ -248,7 +244,7 @@ def test_same_seed_same_file_and_other_seed_differs(tmp_path):
 def test_file_layout_opens_with_xarray(tmp_path):
     xr = pytest.importorskip("xarray")
     c = make_config(**SMALL, record_nodes=7)
-    write_result(simulate(c), tmp_path / "s.h5")
+    write_simulation(simulate(c), tmp_path / "s.h5")
     ds = xr.open_dataset(tmp_path / "s.h5", engine="h5netcdf")
     assert ds["a"].dims == ("t", "node") and ds.sizes["node"] == 7
     assert ds["t_sat"].dims == ("example",) and ds.sizes["example"] == c.N

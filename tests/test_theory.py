@@ -3,10 +3,8 @@ push against a direct numpy simulation, the population solver against closed for
 
 import math
 
-import h5py
 import numpy as np
 import pytest
-import xarray as xr
 from scipy.integrate import solve_ivp
 
 from meanfield import theory as T
@@ -301,26 +299,6 @@ def test_theory_refuses_what_it_does_not_cover():
         T.compute(make_config(activation="step"), times=[0, 1])
     with pytest.raises(T.TheoryError, match="margin"):
         T.compute(make_config(margin=0.1), times=[0, 1])
-
-
-def test_write_theory_layout(tmp_path):
-    c = make_config(d=20, t_max=100.0, n_times=20, x_par=(0.0, 0.5, 1.0))
-    r = T.compute(c, x_par=c.x_par)
-    assert r.t[0] == 0 and r.t[-1] == 100.0
-    path = tmp_path / "theory.h5"
-    T.write_theory(r, str(path))
-    ds = xr.open_dataset(path, engine="h5netcdf")
-    for name in ("gamma", "S", "X", "train_error", "loss", "slope", "validity", "f_spread"):
-        assert ds[name].dims == ("t",)
-        assert ds[name].attrs["units"] and ds[name].attrs["long_name"]
-    assert ds["t_sat"].dims == ("x_par",)
-    np.testing.assert_allclose(ds["gamma"].values, r.gamma)
-    with h5py.File(path) as f:
-        assert f.attrs["meanfield_kind"] == "theory"
-        assert f.attrs["asymptote_c"] == pytest.approx(r.asymptote_c)
-        assert f.attrs["asymptote_C"] == pytest.approx(r.asymptote_C)
-        assert "gamma" in f.attrs["latex_gamma_equation"]
-        assert f.attrs["config"] == c.to_json()
 
 
 @pytest.mark.parametrize("data", ["gaussian", "sphere"])

@@ -1,0 +1,13 @@
+"""One module per kind of output file, each the only owner of its layout.
+
+- :mod:`meanfield.files.simulation`: ``meanfield simulate`` files
+  (:class:`~meanfield.files.simulation.SimulationResult`);
+- :mod:`meanfield.files.theory`: ``meanfield theory`` files
+  (:class:`~meanfield.files.theory.TheoryResult`);
+- :mod:`meanfield.files.comparison`: ``meanfield compare`` files;
+- :mod:`meanfield.files.checkpoint`: the simulator's checkpoints.
+
+Each module's ``write_*`` takes the object its ``read_*`` returns. The HDF5 mechanics they share
+(netCDF4-valid dimension scales, compression, provenance, atomic writes) live in
+:mod:`meanfield.io`.
+"""
