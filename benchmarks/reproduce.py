@@ -18,12 +18,15 @@ from pathlib import Path
 
 
 def main() -> None:
+    from meanfield.runtime import set_thread_policy
+
+    set_thread_policy()  # before numpy and numba load their thread pools
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the quick setting")
     parser.add_argument("--out", default=None, help="keep the files in this folder")
     args = parser.parse_args()
 
-    from meanfield.compare import format_report
+    from meanfield.compare.report import format_report
     from meanfield.reproduce import figure_config, reproduce
 
     config = figure_config("pb-fig1", quick=args.quick)
@@ -33,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out) if args.out else Path(tmp)
         start = time.perf_counter()
-        rep = reproduce("pb-fig1", out, config=config, progress=False)
+        rep = reproduce("pb-fig1", out, config=config)
         total = time.perf_counter() - start
         print(f"{'stage':<10}{'seconds':>10}{'share':>8}")
         for stage, seconds in rep.seconds.items():

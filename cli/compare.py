@@ -41,13 +41,9 @@ def compare(simulation: str, theory: str | None, output: str | None, as_json: bo
     Prints a table (or JSON with --json) of the metrics, their tolerances and verdicts;
     exit status 0 whatever the verdict unless --strict.
     """
-    from meanfield.compare import (
-        CompareWarning,
-        compare,
-        format_report,
-        report_dict,
-        write_comparison,
-    )
+    from meanfield.compare import CompareWarning, compare
+    from meanfield.compare.report import format_report, report_dict
+    from meanfield.files.comparison import write_comparison
     from meanfield.io import check_writable
 
     if plot is not None and Path(plot).suffix.lower() not in FIGURE_SUFFIXES:

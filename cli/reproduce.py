@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import BadInput, reports_bad_input
+from cli.common import BadInput, progress_bar, reports_bad_input
 
 
 @click.command()
@@ -23,7 +23,7 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool) -> None:
     d = 50 on a geometric step schedule)."""
     import json
 
-    from meanfield.compare import format_report, report_dict
+    from meanfield.compare.report import format_report, report_dict
     from meanfield.reproduce import FIGURES, figure_config
     from meanfield.reproduce import reproduce as run
 
@@ -41,7 +41,9 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool) -> None:
         where = f" -> {path}" if path is not None else ""
         click.echo(f"  {stage:<9}{seconds:8.1f} s{where}", err=True)
 
-    rep = run(figure, folder, quick=quick, config=config, on_stage=on_stage)
+    with progress_bar(config, None) as on_step:  # a bar over the simulation, on a terminal
+        rep = run(figure, folder, quick=quick, config=config, on_stage=on_stage,
+                  on_step=on_step)
     if as_json:
         click.echo(json.dumps(report_dict(rep.comparison), indent=2))
         return

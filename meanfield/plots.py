@@ -1,4 +1,7 @@
-"""Figures from comparison files (``meanfield compare -o compare.h5``), matplotlib Agg only.
+"""Figures from comparison files (``meanfield compare -o compare.h5``).
+
+Figures are :class:`matplotlib.figure.Figure` objects made without pyplot, so drawing them
+neither needs nor changes the user's matplotlib backend.
 
 - :func:`fig1`: the four panels of Pellegrini & Biroli's Fig. 1: (a) ten ``a_i(t)`` and
   (b) ten ``w_par_i(t)``, simulation as points and the closed-form theory
@@ -17,29 +20,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
-from meanfield.io import open_meanfield
+from meanfield.files.comparison import read_comparison
 
 N_NODES = 10  # nodes drawn in panels (a) and (b)
 MAX_POINTS = 3000  # examples drawn in panel (d)
 
 
-def _load(path: str | Path) -> dict:
-    with open_meanfield(path, "comparison") as f:
-        data = {k: np.asarray(f[k][()]) for k in f}
-        data["attrs"] = {k: f.attrs[k] for k in f.attrs}
-    return data
-
-
 def _node_panel(ax, t, sim, th, name: str) -> None:
     pos = t > 0
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for i in range(min(N_NODES, sim.shape[1])):
         c = colors[i % len(colors)]
         ax.plot(t[pos], th[pos, i], "-", color=c, lw=1)
@@ -71,18 +64,17 @@ def error_figure(compare_path: str | Path, out: str | Path) -> Path:
 def _save(fig: Figure, out: str | Path) -> Path:
     out = Path(out)
     fig.savefig(out, dpi=120)
-    plt.close(fig)
     return out
 
 
 def draw_fig1(compare_path: str | Path) -> Figure:
     """The figure of :func:`fig1` (axes in the order a, b, c, d)."""
-    d = _load(compare_path)
+    d = read_comparison(compare_path)
     attrs = d["attrs"]
     t = d["t"]
     pos = t > 0
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), constrained_layout=True)
-    (ax_a, ax_w), (ax_g, ax_x) = axes
+    fig = Figure(figsize=(10, 8), constrained_layout=True)
+    (ax_a, ax_w), (ax_g, ax_x) = fig.subplots(2, 2)
 
     _node_panel(ax_a, t, d["a_simulation"], d["a_theory"], r"$a_i(t)$")
     ax_a.set_title("(a) second-layer weights: simulation (o), theory (—)", fontsize=10)
@@ -148,10 +140,11 @@ def draw_fig1(compare_path: str | Path) -> Figure:
 
 def draw_errors(compare_path: str | Path) -> Figure:
     """The figure of :func:`error_figure` (axes: errors, loss)."""
-    d = _load(compare_path)
+    d = read_comparison(compare_path)
     t = d["t"]
     pos = t > 0
-    fig, (ax_e, ax_l) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4), constrained_layout=True)
+    ax_e, ax_l = fig.subplots(1, 2)
     ax_e.plot(t[pos], d["train_error_simulation"][pos], "o", ms=3, mfc="none",
               label="training, simulation")
     if "test_error_simulation" in d:

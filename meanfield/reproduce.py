@@ -77,17 +77,29 @@ def reproduce(
     quick: bool = False,
     config: Config | None = None,
     on_stage: Callable[[str, float, Path | None], None] | None = None,
-    progress: bool | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> Reproduction:
     """Run the whole reproduction of figure ``name`` into folder ``out`` (created if needed).
 
     ``config`` replaces the figure's configuration; ``on_stage(stage, seconds, path)`` is
     called after each of ``derive``, ``theory``, ``simulate``, ``compare``, ``figure``;
-    ``progress`` is passed to the simulator (``None``: a bar only on a terminal).
+    ``on_step(n)`` is passed to the simulator (e.g. a progress bar).
+
+    Returns:
+        A :class:`Reproduction`: the files, the seconds of each stage, the comparison.
+
+    Example:
+        >>> rep = reproduce("pb-fig1", "fig1-quick", quick=True)   # doctest: +SKIP
+        >>> rep.verdict                                          # doctest: +SKIP
+        'agree'
     """
-    from meanfield import plots, simulate, theory
-    from meanfield.compare import compare, read_simulation, read_theory, write_comparison
+    from meanfield import plots, theory
+    from meanfield.compare import compare
+    from meanfield.files.comparison import write_comparison
+    from meanfield.files.simulation import read_simulation, write_simulation
+    from meanfield.files.theory import read_theory, write_theory
     from meanfield.schedule import schedule
+    from meanfield.simulate import simulate
 
     config = config if config is not None else figure_config(name, quick)
     out = Path(out)
@@ -105,10 +117,10 @@ def reproduce(
 
     steps, record = schedule(config)
     stage("derive", out / "derivation.tex", lambda: _derive(config, out / "derivation.tex"))
-    stage("theory", out / "theory.h5", lambda: theory.write_theory(
+    stage("theory", out / "theory.h5", lambda: write_theory(
         theory.compute(config, times=steps[record]), out / "theory.h5"))
-    stage("simulate", out / "simulation.h5", lambda: simulate.write_result(
-        simulate.simulate(config, progress=progress), out / "simulation.h5"))
+    stage("simulate", out / "simulation.h5", lambda: write_simulation(
+        simulate(config, on_step=on_step), out / "simulation.h5"))
 
     def run_compare() -> None:
         rep.comparison = compare(read_simulation(out / "simulation.h5"),

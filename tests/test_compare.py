@@ -23,8 +23,13 @@ from scipy.special import erf
 
 from cli.main import main
 from meanfield import compare as cmp
+from meanfield.compare.curves import Curves, curves_of, resample, with_edge_spread
+from meanfield.compare.metrics import MIN_UNSATISFIED, fraction_outside_band, log_slope
+from meanfield.compare.report import report_dict
 from meanfield.config import make_config
-from meanfield.io import atomic_h5, provenance, set_attrs, write_coordinate, write_variable
+from meanfield.files.simulation import SERIES, SimulationResult, read_simulation, write_simulation
+from meanfield.files.theory import TheoryResult, read_theory, write_theory
+from meanfield.observables import InitialMoments
 
 CONFIG = dict(M=100, N=20_000, d=20, n_test=1000, t_max=1000.0, dt=1.0, n_times=40)
 
@@ -45,22 +50,19 @@ def fixture_theory_curves(config, t):
 
 
 def write_theory_fixture(path, config, t, f_spread=None):
+    """FIXTURE theory file of :func:`fixture_theory_curves`, through the real writer."""
     curves = fixture_theory_curves(config, t)
-    with atomic_h5(path) as f:
-        set_attrs(f, provenance("theory", config.to_json()))
-        set_attrs(f, {"asymptote_C": 1.0, "asymptote_c": math.log(4.0) / 4})
-        write_coordinate(f, "t", t)
-        for k, v in curves.items():
-            write_variable(f, k, v, ["t"])
-        if f_spread is not None:
-            write_variable(f, "f_spread", f_spread, ["t"])
+    write_theory(TheoryResult(t=t, config=config, f_spread=f_spread, asymptote_C=1.0,
+                              asymptote_c=math.log(4.0) / 4, **curves), path)
     return curves
 
 
 def write_sim_fixture(path, config, scale=1.0, node_noise=0.0, seed=1):
     """FIXTURE simulation: the fixture theory with gamma multiplied by ``scale``; nodes on the
     exact hyperbolae of that gamma (plus ``node_noise`` relative Gaussian noise); examples
-    satisfied exactly when S(t) |x_par| >= h on the record grid."""
+    satisfied exactly when S(t) |x_par| >= h on the record grid. Written by the real writer;
+    the series the comparison does not read are NaN, the initial moments those of the
+    recorded nodes."""
     from meanfield.schedule import schedule
 
     steps, record = schedule(config)
@@ -82,20 +84,20 @@ def write_sim_fixture(path, config, scale=1.0, node_noise=0.0, seed=1):
         X = np.where(S > 0, config.h / S, np.inf)
     err = np.where(np.isfinite(X), erf(X / math.sqrt(2)), 1.0)
     loss = th["loss"] * scale
-    with atomic_h5(path) as f:
-        set_attrs(f, provenance("simulation", config.to_json(), seed=config.seed))
-        write_coordinate(f, "t", t)
-        write_coordinate(f, "node", np.arange(config.M))
-        write_coordinate(f, "example", np.arange(x.size))
-        for name, v in (("gamma", gamma), ("S", S), ("train_error", err), ("loss", loss),
-                        ("test_error", err)):
-            write_variable(f, name, v, ["t"])
-        write_variable(f, "a", a, ["t", "node"])
-        write_variable(f, "w_par", w, ["t", "node"])
-        write_variable(f, "a0", a0, ["node"])
-        write_variable(f, "w_par0", w0, ["node"])
-        write_variable(f, "t_sat", t_sat, ["example"], {"resolution": "record times"})
-        write_variable(f, "x_par", x, ["example"])
+    series = dict.fromkeys(SERIES, np.full(t.size, np.nan))
+    series.update(step=np.arange(t.size), n_evaluated=np.zeros(t.size))
+    series.update(gamma=gamma, S=S, train_error=err, loss=loss, test_error=err)
+    moments = InitialMoments(a_mean=0.0, a_var=float(np.mean(a0 * a0)), w_par_mean=0.0,
+                             w_par_var=float(np.mean(w0 * w0)),
+                             a_w_par_mean=float(np.mean(a0 * w0)),
+                             w_perp_norm2_mean=math.nan, u0_sq_mean=math.nan)
+    write_simulation(SimulationResult(
+        config=config, t=t, series=series, node=np.arange(config.M),
+        nodes={"a": a, "w_par": w, "w_perp_norm": np.full(a.shape, np.nan)}, a0=a0,
+        w_par0=w0, t_sat=t_sat, x_par=x, y=np.sign(x), test_t_sat=np.zeros(0),
+        test_x_par=np.zeros(0), init_moments=moments,
+        attrs={"t_sat_resolution": "record times", "test_t_sat_resolution": "record times"},
+    ), path)
     return {"t": t, "gamma": gamma, "S": S, "a0": a0, "w0": w0, "a": a, "w": w,
             "train_error": err, "loss": loss, "th": th}
 
@@ -119,7 +121,7 @@ def test_curve_metrics_equal_the_known_distortion(files):
     assert m["gamma"].value == pytest.approx(eps, abs=2e-4)
     # independent route for the node metric: the closed form written out with numpy
     w = result.window
-    g_th = cmp.resample(cmp.read_theory(tmp / "theory.h5").curves, sim["t"]).gamma
+    g_th = resample(curves_of(read_theory(tmp / "theory.h5"), "x"), sim["t"]).gamma
     a_th = np.outer(np.cosh(g_th), sim["a0"]) + np.outer(np.sinh(g_th), sim["w0"])
     expected = math.sqrt(np.sum((sim["a"][w] - a_th[w]) ** 2) / np.sum(a_th[w] ** 2))
     assert m["a"].value == pytest.approx(expected, rel=1e-6)
@@ -145,7 +147,7 @@ def test_window_stops_when_few_examples_are_unsatisfied(files):
     t = result.sim.t
     predicted = config.N * result.flow.train_error
     # independent: the window is exactly t > 0 before the first time N e < MIN_UNSATISFIED
-    few = np.flatnonzero((t > 0) & (predicted < cmp.MIN_UNSATISFIED))
+    few = np.flatnonzero((t > 0) & (predicted < MIN_UNSATISFIED))
     expected = (t > 0) & (t < t[few[0]]) if few.size else t > 0
     assert np.array_equal(result.window, expected)
     assert few.size and any("fewer than" in s for s in result.limits)
@@ -154,12 +156,12 @@ def test_window_stops_when_few_examples_are_unsatisfied(files):
 def test_log_slope_and_resample_are_exact_on_their_model_functions():
     t = np.concatenate([[0.0], np.geomspace(1, 1e4, 30)])
     # centred differences are exact for a function linear in log t
-    s = cmp.log_slope(t, np.log(t + (t == 0)) / 4 + 0.3)
+    s = log_slope(t, np.log(t + (t == 0)) / 4 + 0.3)
     assert np.allclose(s[1:], 0.25, atol=1e-12) and np.isnan(s[0])
     # linear interpolation in asinh(t / t1) is exact for a function linear in it
-    src = cmp.Curves("x", t, *(np.arcsinh(t / t[1]) for _ in range(5)))
+    src = Curves("x", t, *(np.arcsinh(t / t[1]) for _ in range(5)))
     dst = np.array([0.0, 0.5, 3.3, 77.0, 9999.0, 2e4])
-    out = cmp.resample(src, dst)
+    out = resample(src, dst)
     assert np.allclose(out.gamma[:-1], np.arcsinh(dst[:-1] / t[1]), rtol=1e-12)
     assert np.isnan(out.gamma[-1])  # outside the theory's range: no extrapolation
 
@@ -170,12 +172,12 @@ def test_band_fraction_counts_examples_outside(files):
     t = sim["t"]
     # a constant f spread: band edges (h -+ 3 sigma)/S; move some examples out of it
     sigma = 0.05
-    curves = cmp.Curves("x", t, sim["gamma"], sim["S"], config.h / np.where(sim["S"] > 0,
+    curves = Curves("x", t, sim["gamma"], sim["S"], config.h / np.where(sim["S"] > 0,
                         sim["S"], np.nan), sim["train_error"], sim["loss"],
                         f_spread=np.full(t.size, sigma))
-    s = cmp.read_simulation(tmp / "sim.h5")
+    s = read_simulation(tmp / "sim.h5")
     window = t > 0
-    frac, n = cmp.fraction_outside_band(s, curves, config.h, window)
+    frac, n = fraction_outside_band(s, curves, config.h, window)
     sat = np.isfinite(s.t_sat)
     assert n == int(np.sum(sat & (s.t_sat > 0)))
     # independent check: an example first satisfied at record time t_i (the fixture resolves
@@ -189,20 +191,20 @@ def test_band_fraction_counts_examples_outside(files):
     assert frac == 0.0
     # a theory whose S is 30% too large puts the edge below most of them
     wrong = dataclasses.replace(curves, S=1.3 * curves.S)
-    assert cmp.fraction_outside_band(s, wrong, config.h, window)[0] > 0.5
+    assert fraction_outside_band(s, wrong, config.h, window)[0] > 0.5
 
 
-def test_checkpoints_are_first_crossings(files):
+def test_milestones_are_first_crossings(files):
     config, tmp = files
     write_sim_fixture(tmp / "sim.h5", config)
     result = cmp.compare(tmp / "sim.h5", tmp / "theory.h5", on_schedule=False)
     err = result.flow.train_error
-    for row in result.checkpoints:
+    for row in result.milestones:
         i = int(np.argmax(err < row["level"]))
         assert row["t"] == result.sim.t[i]
         assert err[i] < row["level"] and (i == 0 or err[i - 1] >= row["level"])
-    assert [r["level"] for r in result.checkpoints] == [
-        lv for lv in cmp.CHECKPOINT_LEVELS if (err < lv).any()
+    assert [r["level"] for r in result.milestones] == [
+        lv for lv in cmp.MILESTONE_LEVELS if (err < lv).any()
     ]
 
 
@@ -268,16 +270,16 @@ E2E = dict(M=100, N=4000, d=20, n_test=1000, t_max=300.0, growth=0.05, n_times=3
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
-    from meanfield.simulate import simulate, write_result
-    from meanfield.theory import compute, write_theory
+    from meanfield.simulate import simulate
+    from meanfield.theory import compute
 
     tmp = tmp_path_factory.mktemp("e2e")
     config = make_config(**E2E)
-    write_result(simulate(config, progress=False), tmp / "sim.h5")
+    write_simulation(simulate(config), tmp / "sim.h5")
     for name, changes in (("right", {}), ("other_d", {"d": 2 * config.d}),
                           ("other_h", {"h": 2.0}), ("other_N", {"N": 50 * config.N})):
         c = config.replace(**changes)
-        write_theory(compute(c), str(tmp / f"{name}.h5"))
+        write_theory(compute(c), tmp / f"{name}.h5")
     return tmp
 
 
@@ -322,10 +324,10 @@ def test_edge_spread_matches_monte_carlo_of_m_node_networks():
     (hyperbolae of the same gamma, frozen w_perp) and of x_perp, by direct Monte Carlo."""
     config = make_config(M=50, d=30, t_max=100.0)
     t = np.array([0.0, 5.0, 20.0, 60.0])
-    curves = cmp.Curves("x", t, np.array([0.0, 0.5, 1.2, 2.0]),
+    curves = Curves("x", t, np.array([0.0, 0.5, 1.2, 2.0]),
                         *(np.zeros(4) for _ in range(2)), np.zeros(4), np.zeros(4))
     curves = dataclasses.replace(curves, X=np.array([np.inf, 2.0, 0.7, 0.3]))
-    out = cmp.with_edge_spread(curves, config).edge_spread
+    out = with_edge_spread(curves, config).edge_spread
     assert np.isnan(out[0])  # X = inf at t = 0: no edge
     rng = np.random.default_rng(5)
     R = 20_000  # networks; the Monte Carlo std has relative error ~ 1/sqrt(2R) = 0.5%
@@ -376,3 +378,22 @@ def test_mini_batch_and_online_runs_are_flagged(files):
         write_sim_fixture(tmp / "sim.h5", config.replace(**changes))
         notes = cmp.compare(tmp / "sim.h5", tmp / "theory.h5").notes
         assert any(word in n and "full-batch" in n for n in notes), notes
+
+
+def test_relu_written_as_an_expression_gets_the_same_comparison(tmp_path):
+    """``max(x, 0)`` is ReLU: the same schedule theory, edge spread and metrics as ``relu``
+    (the same simulation, labelled both ways), and a real ``max(x, 0)`` run is judged against
+    the schedule theory too."""
+    from meanfield.simulate import simulate
+
+    config = make_config(**E2E)
+    relu = simulate(config)
+    as_expr = dataclasses.replace(relu, config=config.replace(activation="max(x, 0)"))
+    a, b = cmp.compare(relu), cmp.compare(as_expr)
+    assert a.schedule is not None and b.schedule is not None
+    assert a.reference.edge_spread is not None and b.reference.edge_spread is not None
+    assert report_dict(a)["metrics"] == report_dict(b)["metrics"]
+    assert a.notes == b.notes == []
+    run = simulate(config.replace(activation="max(x, 0)", t_max=50.0))
+    c = cmp.compare(run)
+    assert c.schedule is not None and not any("ReLU only" in n for n in c.notes)

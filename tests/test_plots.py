@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import matplotlib.image as mpimg
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from test_compare import CONFIG, write_sim_fixture, write_theory_fixture
@@ -17,6 +16,7 @@ from test_compare import CONFIG, write_sim_fixture, write_theory_fixture
 from meanfield import compare as cmp
 from meanfield import plots
 from meanfield.config import make_config
+from meanfield.files.comparison import write_comparison
 from meanfield.io import NotMeanfieldFile, open_meanfield
 
 
@@ -29,7 +29,7 @@ def compare_file(tmp_path_factory):
                          f_spread=np.full(401, 0.05))
     write_sim_fixture(tmp / "sim.h5", config, node_noise=0.01)
     result = cmp.compare(tmp / "sim.h5", tmp / "theory.h5", on_schedule=False)
-    cmp.write_comparison(result, tmp / "compare.h5")
+    write_comparison(result, tmp / "compare.h5")
     return tmp / "compare.h5"
 
 
@@ -74,7 +74,6 @@ def test_fig1_panels_hold_the_file_data(compare_file):
     assert np.allclose(data["band_lo"][pos],
                        np.maximum(1.0 - 3 * sigma, 0) / data["S_theory"][pos],
                        rtol=1e-9, equal_nan=True)
-    plt.close(fig)
 
 
 def test_png_and_pdf_are_written_and_not_blank(compare_file, tmp_path):
@@ -97,7 +96,6 @@ def test_error_figure_holds_simulation_and_theory(compare_file):
     assert any(np.array_equal(y, data["train_error_simulation"][pos]) for y in ys)
     assert any(np.array_equal(y, data["test_error_simulation"][pos]) for y in ys)
     assert any(np.array_equal(y, data["train_error_theory"][pos]) for y in ys)
-    plt.close(fig)
 
 
 def test_only_comparison_files_are_plotted(tmp_path):
