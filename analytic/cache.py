@@ -114,8 +114,9 @@ def path(kind: str, key: str) -> Path:
 def load(kind: str, key: str, decode: Callable[[Any], T]) -> T | None:
     """``decode(data)`` of the entry, or ``None`` when it is missing, unreadable, corrupt, for
     another kind or key, or when ``decode`` fails (e.g. :class:`SreprError`)."""
+    target = path(kind, key)
     try:
-        record = json.loads(path(kind, key).read_text())
+        record = json.loads(target.read_text())
         if record["kind"] != kind or record["key"] != key:
             return None
         return decode(record["data"])
