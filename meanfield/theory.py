@@ -669,6 +669,22 @@ def _check_no_jump(spec: str) -> None:
                           "continuous activation (relu, tanh, erf, ...)")
 
 
+def _first_crossings(reached: np.ndarray, t: np.ndarray, tau: np.ndarray, t0: float,
+                     gap: Callable[[float, int], float]) -> np.ndarray:
+    """Per column ``j`` of ``reached`` ``[t, j]``: the time ``t0 expm1(tau)`` at which
+    ``gap(tau, j)`` (``f - h`` of the dense solution) crosses 0 inside the first grid interval
+    at whose end it is reached (``t[0]`` if reached at once, ``inf`` if never)."""
+    out = np.full(reached.shape[1], np.inf)
+    for j in np.flatnonzero(reached.any(axis=0)):
+        i = int(np.argmax(reached[:, j]))
+        if i == 0:
+            out[j] = t[0]
+            continue
+        tau_sat = brentq(gap, tau[i - 1], tau[i], args=(j,), xtol=1e-13, rtol=1e-13)
+        out[j] = t0 * math.expm1(tau_sat)
+    return out
+
+
 def compute_population(config: Config, times: Sequence[float] | np.ndarray,
                        x_par: Sequence[float] | np.ndarray | None = None,
                        n_node: int = 12, n_rho: int = 3, n_z: int = 48, rtol: float = 1e-8,
@@ -723,19 +739,9 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     tsat = None
     if xp is not None:
         f_t = np.array([pop.f(split(y_), xp) for y_ in ys])
-        reached = f_t >= c.h
-        tsat = np.full(xp.shape, np.inf)
-        for j in np.flatnonzero(reached.any(axis=0)):
-            i = int(np.argmax(reached[:, j]))
-            if i == 0:
-                tsat[j] = t[0]
-                continue
-
-            def gap(tau_: float, j: int = j) -> float:
-                return float(pop.f(split(sol.sol(tau_)), xp[j:j + 1])[0] - c.h)
-
-            tau_sat = brentq(gap, tau[i - 1], tau[i], xtol=1e-13, rtol=1e-13)
-            tsat[j] = t0 * math.expm1(tau_sat)
+        tsat = _first_crossings(
+            f_t >= c.h, t, tau, t0,
+            lambda tau_, j: float(pop.f(split(sol.sol(tau_)), xp[j:j + 1])[0] - c.h))
     nan = np.full(t.shape, np.nan)
     # d gamma/d log t = t E[(da + dw) u0] / E[(a + w) u0], from the drives themselves
     rate = np.array([float(quad.weight @ ((dr[:n] + dr[n:2 * n]) * u0))
