@@ -1,7 +1,8 @@
 """Empirical NTK, linearised (Lee et al.) and early-time linear (Hu et al.) models.
 
-Network (issue 2 conventions): ``f(x) = v . phi(W x / sqrt(d)) / sqrt(m)``, ``W`` of shape
-``(m, d)`` and ``v`` of shape ``(m,)``, standard Gaussian at initialisation. With
+Network (the kernel conventions of :mod:`analytic`):
+``f(x) = v . phi(W x / sqrt(d)) / sqrt(m)``, ``W`` of shape ``(m, d)`` and ``v`` of shape
+``(m,)``, standard Gaussian at initialisation. With
 ``Z = X W^T / sqrt(d)`` (``n x m``) the Jacobian Gram matrices are computed without forming
 ``J``:
 
