@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from analytic import hinge
-from meanfield import theory
+from meanfield import population, theory
 from meanfield.config import make_config
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     ref = theory.compute(c, times=t_pop)
     for n_node, n_z in ((6, 16), (12, 48)):
         start = time.perf_counter()
-        pop = theory.compute_population(c, t_pop, n_node=n_node, n_rho=1, n_z=n_z)
+        pop = population.compute_population(c, t_pop, n_node=n_node, n_rho=1, n_z=n_z)
         elapsed = time.perf_counter() - start
         gap = np.max(np.abs(pop.gamma[1:] / ref.gamma[1:] - 1))
         print(f"population solver, {n_node * n_node} nodes x {n_z} z-points, 21 times to "

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
 
+from meanfield import population as PS
 from meanfield import theory as T
 from meanfield.config import make_config
 
@@ -256,7 +257,7 @@ def test_population_solver_reproduces_relu_closed_form(data):
     rtol 1e-9; the quadratures are exact for ReLU thanks to the symmetric point sets)."""
     c = make_config(d=20, data=data)
     t = np.array([0.0, 1.0, 10.0, 100.0])
-    pop = T.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9,
+    pop = PS.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9,
                                x_par=[0.05, 0.5, 2.0])
     ref = T.compute(c, times=t, x_par=[0.05, 0.5, 2.0])
     for name in ("gamma", "S", "train_error", "loss", "slope"):
@@ -275,7 +276,7 @@ def test_population_solver_linear_activation_against_hand_derived_ode():
     solve_ivp; relative 1e-6."""
     c = make_config(d=20, activation="linear")
     t = np.array([0.0, 2.0, 20.0, 100.0])
-    pop = T.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9)
+    pop = PS.compute_population(c, t, n_node=4, n_rho=1, n_z=4, rtol=1e-9)
     K = c.alpha * (c.sa**2 + c.sw**2) / (4 * math.sqrt(c.d))
 
     def rate(_t, g):
@@ -316,8 +317,8 @@ def test_population_drives_of_a_tanh_node_against_monte_carlo(data):
     a = np.array([0.8, -1.5, 0.3])
     w_par = np.array([1.2, 0.4, -2.0])
     rho = np.array([0.9, 0.3, 1.6])
-    quad = T.population_quadrature(c, 4, 1, 64)
-    pop = T._Population(c, quad)
+    quad = PS.population_quadrature(c, 4, 1, 64)
+    pop = PS._Population(c, quad)
     s, ws = pop.s_nodes([(0.0, X)])
     state = (a, w_par, rho)
     drive = [c.beta * c.alpha * (pop._eval(name, state, s) @ ws)
@@ -372,7 +373,7 @@ def test_population_solver_follows_a_direct_tanh_simulation():
             f = c.alpha / M * np.tanh(x @ W.T / math.sqrt(d)) @ a
             sim[n * dt] = (math.log(np.sum((a + W[:, 0]) * u0) / np.sum(u0**2)),
                            np.mean(y * f < c.h))
-    pop = T.compute_population(c, [0.0, 5.0, 10.0], n_node=8, n_rho=2, n_z=32)
+    pop = PS.compute_population(c, [0.0, 5.0, 10.0], n_node=8, n_rho=2, n_z=32)
     for i, t in enumerate((5.0, 10.0), start=1):
         assert sim[t][0] == pytest.approx(pop.gamma[i], rel=0.03)
         assert sim[t][1] == pytest.approx(pop.train_error[i], abs=0.03)
