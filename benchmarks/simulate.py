@@ -1,8 +1,8 @@
-"""Speed of the simulator's step (meanfield.kernels), as ratios measured side by side in one run.
+"""Speed of the simulator's step (meanfield.step), as ratios measured side by side in one run.
 
     python benchmarks/simulate.py [--quick] [--threads T] [--baseline-steps K] [--full-baselines]
 
-Printed (issue 4, Performance):
+Printed:
 
 (a) the "floor": the two BLAS GEMMs of a dense step, ``Z = X W^T`` and ``G^T X`` with a dense
     ``G``, at M = 400, N = 1e5, d = 100, float64, one thread;
@@ -22,12 +22,22 @@ Printed (issue 4, Performance):
     process's maximum resident set size).
 
 ``--quick`` uses N = 2e4 at the reference size, 200 steps, and smaller baselines (about a minute).
+``--compare-step PATH`` also runs (b), (e) and (f) with another version of the step, side by side
+with ours: an older single-file ``meanfield/kernels.py`` (``git show REV:meanfield/kernels.py >
+FILE``) or a ``meanfield/step`` package folder (``git archive REV meanfield/step | tar -x -C
+DIR``, then ``DIR/meanfield/step``).
 Timings use ``--threads`` threads (default 1, the floor's setting) for BLAS and Numba alike.
 On machines where the environment sets ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (for old
 OpenBLAS builds), unset both for this command only; the BLAS kernel in use is printed.
 """
 
 from __future__ import annotations
+
+# the thread policy must be set before NumPy and Numba load their pools: imports follow it
+# ruff: noqa: E402
+from meanfield.runtime import set_thread_policy
+
+set_thread_policy()
 
 import argparse
 import math
@@ -39,8 +49,7 @@ import tracemalloc
 
 import numpy as np
 
-import meanfield  # noqa: F401  (sets the thread-pool waiting policy before numba loads)
-from meanfield.kernels import (
+from meanfield.step import (
     FullBatchStepper,
     StepParams,
     numpy_velocity,
@@ -85,7 +94,7 @@ def floor_time(N: int, M: int, d: int, dtype: str, repeat: int) -> float:
 
 def dense_step_time(N: int, M: int, d: int, dtype: str, repeat: int, mod=None) -> float:
     """Our step with every example unsatisfied (hinge threshold h = 1e9); ``mod``: another
-    version of ``meanfield.kernels`` (``--compare-kernels``) instead of the installed one."""
+    version of the step (``--compare-step``) instead of the installed one."""
     X, y, a, W = problem(N, M, d, dtype)
     FBS, SP = (FullBatchStepper, StepParams) if mod is None else (mod.FullBatchStepper,
                                                                     mod.StepParams)
@@ -209,6 +218,35 @@ def memory_peak(N: int, M: int, d: int) -> tuple[float, float]:
     return peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
+def load_compared(path: str):
+    """Another version of the step (``--compare-step``), exporting ``FullBatchStepper`` and
+    ``StepParams``: a single-file ``kernels.py``, loaded as the module ``kernels_compared``, or
+    a ``step`` package folder, copied to a temporary folder as the package ``step_compared``
+    with its imports of ``meanfield.step`` redirected to it."""
+    import atexit
+    import importlib
+    import importlib.util
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    src = Path(path)
+    if src.is_dir():
+        root = Path(tempfile.mkdtemp(prefix="step_compared_"))
+        atexit.register(shutil.rmtree, root, True)
+        dst = root / "step_compared"
+        shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        for f in dst.glob("*.py"):
+            f.write_text(f.read_text().replace("meanfield.step", "step_compared"))
+        sys.path.insert(0, str(root))
+        return importlib.import_module("step_compared")
+    spec = importlib.util.spec_from_file_location("kernels_compared", src)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kernels_compared"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     global THREADS
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -221,18 +259,12 @@ def main() -> None:
     ap.add_argument("--opt-n", type=int, default=None,
                     help="N of the certificate-vs-optimum run (f) (default 2e4, quick 5e3)")
     ap.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'f'")
-    ap.add_argument("--compare-kernels", default=None, metavar="FILE",
-                    help="another kernels.py (e.g. `git show REV:meanfield/kernels.py`): (b), "
-                    "(e), (f) also run with it, side by side with ours")
+    ap.add_argument("--compare-step", "--compare-kernels", dest="compare", default=None,
+                    metavar="PATH",
+                    help="another version of the step: an older kernels.py file or a step "
+                    "package folder; (b), (e), (f) also run with it, side by side with ours")
     args = ap.parse_args()
-    other = None
-    if args.compare_kernels:
-        import importlib.util
-
-        spec = importlib.util.spec_from_file_location("kernels_compared", args.compare_kernels)
-        other = importlib.util.module_from_spec(spec)
-        sys.modules["kernels_compared"] = other  # dataclasses look their module up
-        spec.loader.exec_module(other)
+    other = load_compared(args.compare) if args.compare else None
     only = set(args.only)
     THREADS = set_threads(args.threads)
     quick = args.quick
@@ -277,7 +309,7 @@ def main() -> None:
                       f"float64 floor, {t / own:.2f}x the {dt} floor (target {target}x)")
                 if other is not None:
                     t = dense_step_time(n, m, dd, dt, rep, other)
-                    print(f"(b)   compared kernels ({args.compare_kernels}): {t:.3f} s = "
+                    print(f"(b)   compared step ({args.compare}): {t:.3f} s = "
                           f"{t / f64:.2f}x the float64 floor, {t / own:.2f}x the {dt} floor")
     if "c" in only:
         t_np = numpy_step_time(N, M, d, max(1, rep - 2))
@@ -309,7 +341,7 @@ def main() -> None:
                 st2 = other.FullBatchStepper(X, y, p2, threads=THREADS, directions=np.eye(d)[0])
                 a_o, W_o, t_o = euler(ours_velocity(st2), a0.copy(), W0.copy(), k)
             same = np.array_equal(a_o, a_T) and np.array_equal(W_o, W_T)
-            print(f"(e)   compared kernels ({args.compare_kernels}): {t_o:.1f} s = "
+            print(f"(e)   compared step ({args.compare}): {t_o:.1f} s = "
                   f"{t_o / (steps * floor):.3f}x of {steps} floors; final weights "
                   f"{'bitwise equal to ours' if same else 'differ from ours'}")
         baselines = [("NumPy", numpy_stepper(X, y, p))]
@@ -341,7 +373,7 @@ def main() -> None:
           f"{(fr['ours'] - fr['unsat']) / max(fr['opt'] - fr['unsat'], 1e-12):.2f}")
     if other is not None:
         fr = optimum_fraction(n_opt, M, d, s_opt, other)
-        print(f"(f)   compared kernels ({args.compare_kernels}): ours {fr['ours']:.4f}, best "
+        print(f"(f)   compared step ({args.compare}): ours {fr['ours']:.4f}, best "
               f"{fr['opt']:.4f} -> ratio {fr['ours'] / fr['opt']:.2f}; satisfied "
               f"re-evaluations ratio "
               f"{(fr['ours'] - fr['unsat']) / max(fr['opt'] - fr['unsat'], 1e-12):.2f}")
