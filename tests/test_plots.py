@@ -11,7 +11,7 @@ import math
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from test_compare import CONFIG, write_sim_fixture, write_theory_fixture
+from conftest import COMPARE_CONFIG
 
 from meanfield import compare as cmp
 from meanfield import plots
@@ -21,9 +21,9 @@ from meanfield.io import NotMeanfieldFile, open_meanfield
 
 
 @pytest.fixture(scope="module")
-def compare_file(tmp_path_factory):
+def compare_file(write_sim_fixture, write_theory_fixture, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("plots")
-    config = make_config(**CONFIG)
+    config = make_config(**COMPARE_CONFIG)
     write_theory_fixture(tmp / "theory.h5", config,
                          np.concatenate([[0.0], np.geomspace(0.01, 2000, 400)]),
                          f_spread=np.full(401, 0.05))
@@ -98,9 +98,9 @@ def test_error_figure_holds_simulation_and_theory(compare_file):
     assert any(np.array_equal(y, data["train_error_theory"][pos]) for y in ys)
 
 
-def test_only_comparison_files_are_plotted(tmp_path):
+def test_only_comparison_files_are_plotted(write_sim_fixture, tmp_path):
     sim = tmp_path / "sim.h5"
-    write_sim_fixture(sim, make_config(**CONFIG))
+    write_sim_fixture(sim, make_config(**COMPARE_CONFIG))
     with pytest.raises(NotMeanfieldFile, match="expected comparison"):
         plots.fig1(sim, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
