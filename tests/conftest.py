@@ -53,6 +53,23 @@ def _plain_loss(X, y, a, W, act, loss, h, alpha):
     return float(np.mean(_loss(loss, y * f, h)))
 
 
+def _fd_velocity(X, y, a, W, act, loss, h, alpha, eps=1e-6):
+    """``-M dL/dtheta`` of :func:`_plain_loss` by central differences, flattened as
+    ``(a, W.ravel())``: truncation ``O(eps^2) ~ 1e-12``, rounding ``~ 1e-16 / eps = 1e-10``
+    relative to ``L``."""
+    M, d = W.shape
+    theta = np.concatenate([a, W.ravel()])
+    grad = np.empty_like(theta)
+    for k in range(theta.size):
+        tp, tm = theta.copy(), theta.copy()
+        tp[k] += eps
+        tm[k] -= eps
+        grad[k] = (_plain_loss(X, y, tp[:M], tp[M:].reshape(M, d), act, loss, h, alpha)
+                   - _plain_loss(X, y, tm[:M], tm[M:].reshape(M, d), act, loss, h, alpha)
+                   ) / (2 * eps)
+    return -M * grad
+
+
 @pytest.fixture
 def problem():
     """``problem(N, M, d, dtype="float64", seed=0) -> (X, y, a, W)``."""
@@ -63,6 +80,13 @@ def problem():
 def sigma():
     """``sigma(act, u)``: the activations of the step tests, in plain NumPy (float64)."""
     return _sigma
+
+
+@pytest.fixture
+def fd_velocity():
+    """``fd_velocity(X, y, a, W, act, loss, h, alpha) -> -M dL/dtheta`` by central
+    differences of the plain loss."""
+    return _fd_velocity
 
 
 @pytest.fixture
