@@ -1,6 +1,7 @@
 """Mean-field theory of hinge-loss training on linearly separable data, derived with sympy.
 
-Setting (DESIGN.md, section 2; Pellegrini & Biroli 2020, arXiv:2006.11209):
+Setting (the conventions of ``meanfield.config``; Pellegrini & Biroli 2020,
+arXiv:2006.11209):
 
     f(x) = (alpha/M) sum_i a_i sigma(u_i),   u_i = w_i.x / sqrt(d),
     y = sign(x_par),  x_par = w*.x,  w* = e_1,

@@ -1,7 +1,7 @@
 """Validated, frozen run configurations.
 
 One flat set of names is shared by ``meanfield theory``, ``meanfield simulate``, the TOML files
-and the HDF5 attributes (see DESIGN.md, section 2):
+and the HDF5 attributes; the conventions of the whole project:
 
     f(x) = (alpha / M) sum_i a_i sigma(w_i . x / sqrt(d)),
     a_i(0) ~ N(0, sa^2),  w_i(0) ~ N(0, sw^2 I_d),

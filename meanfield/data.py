@@ -1,4 +1,4 @@
-"""Seeded datasets for the particle simulator (DESIGN.md, section 2).
+"""Seeded datasets for the particle simulator (conventions of :mod:`meanfield.config`).
 
 Data laws (teacher ``w* = e_1``, so ``x_par = x[0]`` and ``x_perp = x[1:]``):
 

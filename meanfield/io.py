@@ -1,6 +1,6 @@
 """HDF5 input/output: netCDF4-valid layout, provenance, atomic writes.
 
-Layout (DESIGN.md, section 4):
+Layout:
 
 - every dimension is a coordinate variable made an HDF5 dimension scale (``t``, ``node``,
   ``example``, ``x_par``, ...), and every variable has its dimensions attached, so the file

@@ -1,7 +1,7 @@
 """Measurements on a network state (pure functions, float64 results).
 
-Notation of DESIGN.md: ``f(x) = (alpha/M) sum_i a_i sigma(w_i.x/sqrt d)``, teacher ``e_1``,
-``w_par_i = W[i, 0]``, ``w_perp_i = W[i, 1:]``; initial values carry a ``0``.
+Notation of :mod:`meanfield.config`: ``f(x) = (alpha/M) sum_i a_i sigma(w_i.x/sqrt d)``,
+teacher ``e_1``, ``w_par_i = W[i, 0]``, ``w_perp_i = W[i, 1:]``; initial values carry a ``0``.
 
 - ``gamma`` (:func:`gamma_from_nodes`): for ReLU the flow moves every node on the hyperbola
   ``a + w_par = (a0 + w_par0) e^gamma`` with one scalar ``gamma(t)``; the least-squares

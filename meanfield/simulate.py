@@ -1,6 +1,6 @@
 """Particle simulator of finite-width training: the driver.
 
-Model, data and flow of DESIGN.md, section 2::
+Model, data and flow (the conventions of :mod:`meanfield.config`)::
 
     f(x) = (alpha/M) sum_i a_i sigma(w_i . x / sqrt d),   L = (1/N) sum_mu l(y_mu f(x_mu)),
     d theta_i / dt = beta v_i,   v_i = -M dL/d theta_i   (the step's "velocity"),

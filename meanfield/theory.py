@@ -1,8 +1,8 @@
 """Numerical solution of the mean-field theory of hinge-loss training (Pellegrini & Biroli 2020).
 
 The equations are derived symbolically in :mod:`analytic.hinge`; this module integrates them.
-Conventions of DESIGN.md: ``t`` is mean-field time (units of ``1/beta``), all other quantities
-are dimensionless.
+Conventions of :mod:`meanfield.config`: ``t`` is mean-field time (units of ``1/beta``), all other
+quantities are dimensionless.
 
 ReLU (closed form up to one scalar function):
 

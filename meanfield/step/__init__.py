@@ -1,7 +1,7 @@
 """Velocities of the two-layer network under gradient flow (the simulator's hot loop).
 
-Model (DESIGN.md, section 2), for rows ``x_mu`` of ``X`` (shape ``(N, d)``), labels
-``y_mu = +-1``, second-layer weights ``a`` (shape ``(M,)``) and first-layer weights ``W``
+Model (conventions of :mod:`meanfield.config`), for rows ``x_mu`` of ``X`` (shape ``(N, d)``),
+labels ``y_mu = +-1``, second-layer weights ``a`` (shape ``(M,)``) and first-layer weights ``W``
 (shape ``(M, d)``):
 
     z_mu_i = w_i . x_mu / sqrt(d),      f(x_mu) = (alpha / M) sum_i a_i sigma(z_mu_i),
