@@ -42,6 +42,23 @@ INTEGRATORS = ("euler", "heun")
 DTYPES = ("float32", "float64")
 
 ROLES = ("physics", "numerics", "recording")
+
+# The ranges the numerics support. Sizes: counts of nodes, examples, dimensions stay exact in
+# float64 and far beyond any memory (the memory check refuses what does not fit). Scales: alpha,
+# beta, h, sa, sw within 1e6 keep alpha * beta * t and every output below 1e40 for t <= MAX_TIME,
+# far from float32 and float64 overflow. Times: from 1e-9 to 1e15 (the closed-form theory is
+# accurate there; gamma ~ log(t)/4 stays below 10). x_par: beyond 1e6 an example is satisfied at
+# t ~ 0 and its t_sat carries no information.
+MAX_COUNT = 10**12
+MAX_SCALE = 1e6
+MIN_TIME = 1e-9
+MAX_TIME = 1e15
+MAX_GROWTH = 10.0
+MAX_MARGIN = 10.0
+MAX_RECORDS = 10**6
+MAX_SEED = 2**63 - 1
+MAX_THREADS = 4096
+MAX_X_PAR = 1e6
 COMMANDS = ("simulate", "theory")
 
 
@@ -56,32 +73,44 @@ class ConfigError(ValueError):
 class Interval:
     """``lo <= value <= hi`` (``<`` where ``lo_open`` / ``hi_open``); a missing bound is
     unbounded; a bound given as a string names another field (``batch`` in ``[0, N]``).
-    ``note`` explains a special value and is shown in parentheses after the range."""
+    ``note`` explains a special value and is shown in parentheses after the range. ``cap`` and
+    ``floor`` are the largest and smallest magnitudes the numerics support (beyond them a value
+    is refused as unsupported, not as meaningless)."""
 
     lo: float | str | None = None
     hi: float | str | None = None
     lo_open: bool = False
     hi_open: bool = False
     note: str = ""
+    cap: float | None = None
+    floor: float | None = None
 
     def _bound(self, bound: float | str, config: Config | None) -> str:
         if isinstance(bound, str) and config is not None:
             return f"{bound}={getattr(config, bound)}"
         return f"{bound}"
 
+    def _range(self, config: Config | None) -> str:
+        if self.lo is not None and self.hi is not None:
+            return (f"in {'(' if self.lo_open else '['}{self._bound(self.lo, config)}, "
+                    f"{self._bound(self.hi, config)}{')' if self.hi_open else ']'}")
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self._bound(self.lo, config)}"
+        if self.hi is not None:
+            return f"{'<' if self.hi_open else '<='} {self._bound(self.hi, config)}"
+        return "any number"
+
+    def _support(self) -> str:
+        parts = ([f"at least {self.floor:g}"] if self.floor is not None else []) + (
+            [f"at most {self.cap:g}"] if self.cap is not None else [])
+        return ", ".join(parts)
+
     def text(self, config: Config | None = None) -> str:
         """``>= 1``, ``> 0``, ``in [0, 0.5)``, ``in [0, N] (0 = full batch)`` (with a config:
-        ``in [0, N=300] (0 = full batch)``)."""
-        if self.lo is not None and self.hi is not None:
-            out = (f"in {'(' if self.lo_open else '['}{self._bound(self.lo, config)}, "
-                   f"{self._bound(self.hi, config)}{')' if self.hi_open else ']'}")
-        elif self.lo is not None:
-            out = f"{'>' if self.lo_open else '>='} {self._bound(self.lo, config)}"
-        elif self.hi is not None:
-            out = f"{'<' if self.hi_open else '<='} {self._bound(self.hi, config)}"
-        else:
-            out = "any number"
-        return f"{out} ({self.note})" if self.note else out
+        ``in [0, N=300] (0 = full batch)``), then the supported magnitudes, e.g. ``>= 1
+        (at most 1e+12)``."""
+        notes = [n for n in (self.note, self._support()) if n]
+        return f"{self._range(config)} ({'; '.join(notes)})" if notes else self._range(config)
 
     def holds(self, value: float, config: Config) -> bool:
         lo = getattr(config, self.lo) if isinstance(self.lo, str) else self.lo
@@ -90,10 +119,17 @@ class Interval:
             return False
         return hi is None or (value < hi if self.hi_open else value <= hi)
 
+    def supported(self, value: float) -> bool:
+        return ((self.cap is None or value <= self.cap)
+                and (self.floor is None or value >= self.floor))
+
     def problem(self, name: str, value: Any, config: Config) -> str | None:
-        if self.holds(value, config):
-            return None
-        return f"{name} must be {self.text(config)}, got {value}"
+        if not self.holds(value, config):
+            notes = f" ({self.note})" if self.note else ""
+            return f"{name} must be {self._range(config)}{notes}, got {value}"
+        if not self.supported(value):
+            return f"{name} must be {self._support()} (the supported range), got {value:g}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -121,9 +157,13 @@ class Each:
         return f"each {self.inner.text(config)}"
 
     def problem(self, name: str, value: Any, config: Config) -> str | None:
-        if all(self.inner.holds(v, config) for v in value):
-            return None
-        return f"{name} values must be {self.inner.text(config)}, got {list(value)}"
+        for v in value:
+            if not self.inner.holds(v, config):
+                return f"{name} values must be {self.inner._range(config)}, got {list(value)[:8]}"
+            if not self.inner.supported(v):
+                return (f"{name} values must be {self.inner._support()} (the supported range), "
+                        f"got {v:g}")
+        return None
 
 
 @dataclass(frozen=True)
@@ -181,9 +221,13 @@ def _sa_sw_problem(c: Config) -> str | None:
 
 
 def _times_problem(c: Config) -> str | None:
+    if len(c.times) > MAX_RECORDS:
+        return f"times must hold at most {MAX_RECORDS} values, got {len(c.times)}"
+    if c.times and max(c.times) > MAX_TIME:
+        return f"times must be <= {MAX_TIME:g}, got {max(c.times):g}"
     if all(t >= 0 for t in c.times) and all(b > a for a, b in itertools.pairwise(c.times)):
         return None
-    return f"times must be non-negative and strictly increasing, got {list(c.times)}"
+    return f"times must be non-negative and strictly increasing, got {list(c.times)[:8]}"
 
 
 def _record_nodes_problem(c: Config) -> str | None:
@@ -239,30 +283,34 @@ class Config:
 
     M: int = _field(
         400, help="number of hidden nodes (network width)",
-        role="physics", range=Interval(1), commands=_BOTH)
+        role="physics", range=Interval(1, cap=MAX_COUNT), commands=_BOTH)
     N: int = _field(
         100_000, help="number of training examples",
-        role="physics", range=Interval(1), commands=_BOTH)
+        role="physics", range=Interval(1, cap=MAX_COUNT), commands=_BOTH)
     d: int = _field(
         100, help="input dimension",
-        role="physics", range=Interval(2, note="x_par plus at least one other direction"),
+        role="physics",
+        range=Interval(2, cap=MAX_COUNT, note="x_par plus at least one other direction"),
         commands=_BOTH, theory=True)
     h: float = _field(
         1.0, help="hinge threshold: l(z) = (h - z)_+",
-        role="physics", range=Interval(0, lo_open=True), commands=_BOTH, theory=True)
+        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE), commands=_BOTH,
+        theory=True)
     alpha: float = _field(
         1.0, help="output scale: f(x) = (alpha/M) sum_i a_i sigma(w_i . x / sqrt(d))",
-        role="physics", range=Interval(0, lo_open=True), commands=_BOTH, theory=True)
+        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE), commands=_BOTH,
+        theory=True)
     beta: float = _field(
         1.0, help="learning rate: d theta_i/dt = -beta M dL/d theta_i (sets the time unit 1/beta)",
-        role="physics", range=Interval(0, lo_open=True), commands=_BOTH, theory=True)
+        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE), commands=_BOTH,
+        theory=True)
     sa: float = _field(
         1.0, help="initial standard deviation of the second-layer weights a_i",
-        role="physics", range=Interval(0), commands=_BOTH, theory=True)
+        role="physics", range=Interval(0, cap=MAX_SCALE), commands=_BOTH, theory=True)
     sw: float = _field(
         1.0, help="initial standard deviation of each component of the first-layer weights w_i",
         role="physics",
-        range=AllOf((Interval(0), Rule("sa and sw not both 0", _sa_sw_problem))),
+        range=AllOf((Interval(0, cap=MAX_SCALE), Rule("sa and sw not both 0", _sa_sw_problem))),
         commands=_BOTH, theory=True)
     activation: str = _field(
         "relu", help="activation function sigma, e.g. relu, tanh, erf, leaky_relu:0.1 or "
@@ -282,10 +330,10 @@ class Config:
         role="physics", range=Interval(0, 0.5, hi_open=True), commands=_SIM, theory=True)
     margin: float = _field(
         0.0, help="examples with |x_par| < margin (kappa) are dropped and redrawn",
-        role="physics", range=Interval(0), commands=_SIM, theory=True)
+        role="physics", range=Interval(0, cap=MAX_MARGIN), commands=_SIM, theory=True)
     n_test: int = _field(
         10_000, help="number of held-out test examples",
-        role="recording", range=Interval(0), commands=_SIM)
+        role="recording", range=Interval(0, cap=MAX_COUNT), commands=_SIM)
     online: bool = _field(
         False, help="draw fresh examples at every step instead of a fixed training set",
         role="physics", range=Free(), commands=_SIM)
@@ -294,13 +342,15 @@ class Config:
         role="physics", range=Interval(0, "N", note="0 = full batch"), commands=_SIM)
     dt: float = _field(
         1.0, help=f"time step, {_T}",
-        role="numerics", range=Interval(0, lo_open=True), commands=_BOTH)
+        role="numerics", range=Interval(0, lo_open=True, cap=MAX_TIME, floor=MIN_TIME),
+        commands=_BOTH)
     growth: float = _field(
         0.0, help="geometric step schedule dt_n = max(dt, growth * t_n) (0 = fixed dt)",
-        role="numerics", range=Interval(0), commands=_BOTH)
+        role="numerics", range=Interval(0, cap=MAX_GROWTH), commands=_BOTH)
     t_max: float = _field(
         2000.0, help=f"final time, {_T}",
-        role="numerics", range=Interval(0, lo_open=True), commands=_BOTH)
+        role="numerics", range=Interval(0, lo_open=True, cap=MAX_TIME, floor=MIN_TIME),
+        commands=_BOTH)
     integrator: str = _field(
         "euler", help="time integrator",
         role="numerics", range=OneOf(INTEGRATORS), commands=_SIM)
@@ -309,13 +359,13 @@ class Config:
         role="numerics", range=OneOf(DTYPES), commands=_SIM)
     seed: int = _field(
         0, help="random seed (initial weights, data, mini-batches)",
-        role="numerics", range=Interval(0), commands=_SIM)
+        role="numerics", range=Interval(0, cap=MAX_SEED), commands=_SIM)
     threads: int = _field(
         0, help="number of worker threads",
-        role="numerics", range=Interval(0, note="0 = all cores"), commands=_SIM)
+        role="numerics", range=Interval(0, note="0 = all cores", cap=MAX_THREADS), commands=_SIM)
     n_times: int = _field(
         100, help="number of log-spaced record times in [t_first, t_max], plus t = 0",
-        role="recording", range=Interval(2), commands=_BOTH)
+        role="recording", range=Interval(2, cap=MAX_RECORDS), commands=_BOTH)
     times: tuple[float, ...] = _field(
         (), help=f"explicit record times, {_T}, replacing the log-spaced grid",
         role="recording", range=Rule("non-negative and strictly increasing", _times_problem),
@@ -326,11 +376,11 @@ class Config:
         commands=_SIM)
     checkpoint_every: int = _field(
         0, help="steps between checkpoints (0 = none); not part of the run hash",
-        role="recording", range=Interval(0), commands=_SIM, hashed=False)
+        role="recording", range=Interval(0, cap=MAX_SEED), commands=_SIM, hashed=False)
     x_par: tuple[float, ...] = _field(
         (), help="values of x_par (input component along the teacher w* = e_1) at which the "
         "theory reports t_sat",
-        role="recording", range=Each(Interval(0)), commands=_TH)
+        role="recording", range=Each(Interval(0, cap=MAX_X_PAR)), commands=_TH)
 
     def replace(self, **changes: Any) -> Config:
         """A validated copy with some fields changed."""

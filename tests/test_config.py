@@ -110,11 +110,12 @@ def test_every_field_has_help_role_and_range():
         assert set(meta["commands"]) <= {"simulate", "theory"}, f.name
         assert isinstance(meta["theory"], bool) and isinstance(meta["hashed"], bool), f.name
         assert range_text(f.name) or f.name == "online", f.name  # only online is type-only
-    assert help_text("sa") == "initial standard deviation of the second-layer weights a_i; >= 0"
+    assert help_text("sa") == ("initial standard deviation of the second-layer weights a_i; "
+                               ">= 0 (at most 1e+06)")
     assert range_text("label_noise") == "in [0, 0.5)"
     assert range_text("batch") == "in [0, N] (0 = full batch)"
     assert range_text("loss") == "one of hinge, squared, logistic"
-    assert range_text("x_par") == "each >= 0"
+    assert range_text("x_par") == "each >= 0 (at most 1e+06)"
     assert "1/beta" in help_text("dt") and "1/beta" in help_text("t_max")
 
 
@@ -139,9 +140,9 @@ BOUNDARIES = [
     ({}, "n_test", 0, -1, "n_test must be >= 0, got -1"),
     ({}, "batch", 0, -1, "batch must be in [0, N=100000] (0 = full batch), got -1"),
     ({"N": 300}, "batch", 300, 301, "batch must be in [0, N=300] (0 = full batch), got 301"),
-    ({}, "dt", 1e-12, 0.0, "dt must be > 0, got 0.0"),
+    ({}, "dt", 1e-9, 0.0, "dt must be > 0, got 0.0"),
     ({}, "growth", 0.0, -1e-12, "growth must be >= 0, got -1e-12"),
-    ({}, "t_max", 1e-12, 0.0, "t_max must be > 0, got 0.0"),
+    ({}, "t_max", 1e-9, 0.0, "t_max must be > 0, got 0.0"),
     ({}, "integrator", "heun", "rk4", "integrator must be one of euler, heun; got 'rk4'"),
     ({}, "dtype", "float32", "float16", "dtype must be one of float32, float64; got 'float16'"),
     ({}, "seed", 0, -1, "seed must be >= 0, got -1"),
@@ -168,6 +169,54 @@ def test_every_range_check_fires_at_its_boundary(others, name, ok, bad, message)
         assert str(err.value).startswith(message)
     else:
         assert str(err.value) == message
+
+
+# The largest (and smallest) magnitudes the numerics support, written out independently:
+# (others, field, largest allowed, first refused, the exact message).
+CAPS = [
+    ({}, "M", 10**12, 10**12 + 1, "M must be at most 1e+12 (the supported range), got 1e+12"),
+    ({}, "N", 10**12, 10**13, "N must be at most 1e+12 (the supported range), got 1e+13"),
+    ({}, "d", 10**12, 10**13, "d must be at most 1e+12 (the supported range), got 1e+13"),
+    ({}, "h", 1e6, 1.5e6, "h must be at most 1e+06 (the supported range), got 1.5e+06"),
+    ({}, "alpha", 1e6, 1e7, "alpha must be at most 1e+06 (the supported range), got 1e+07"),
+    ({}, "beta", 1e6, 1e300, "beta must be at most 1e+06 (the supported range), got 1e+300"),
+    ({}, "sa", 1e6, 2e6, "sa must be at most 1e+06 (the supported range), got 2e+06"),
+    ({}, "sw", 1e6, 2e6, "sw must be at most 1e+06 (the supported range), got 2e+06"),
+    ({}, "margin", 10.0, 11.0, "margin must be at most 10 (the supported range), got 11"),
+    ({}, "n_test", 10**12, 10**13,
+     "n_test must be at most 1e+12 (the supported range), got 1e+13"),
+    ({}, "dt", 1e15, 1e16, "dt must be at least 1e-09, at most 1e+15 (the supported range), "
+     "got 1e+16"),
+    ({}, "dt", 1e-9, 1e-10, "dt must be at least 1e-09, at most 1e+15 (the supported range), "
+     "got 1e-10"),
+    ({}, "growth", 10.0, 11.0, "growth must be at most 10 (the supported range), got 11"),
+    ({}, "t_max", 1e15, 2e15, "t_max must be at least 1e-09, at most 1e+15 (the supported "
+     "range), got 2e+15"),
+    ({}, "seed", 2**63 - 1, 2**63, "seed must be at most 9.22337e+18 (the supported range), "
+     "got 9.22337e+18"),
+    ({}, "threads", 4096, 4097, "threads must be at most 4096 (the supported range), got 4097"),
+    ({}, "n_times", 10**6, 10**6 + 1,
+     "n_times must be at most 1e+06 (the supported range), got 1e+06"),
+    ({}, "checkpoint_every", 2**63 - 1, 2**64,
+     "checkpoint_every must be at most 9.22337e+18 (the supported range), got 1.84467e+19"),
+    ({}, "x_par", "1e6", "0,2e6", "x_par values must be at most 1e+06 (the supported range), "
+     "got 2e+06"),
+    ({}, "times", "1e15", "1,2e15", "times must be <= 1e+15, got 2e+15"),
+]
+
+
+@pytest.mark.parametrize(("others", "name", "ok", "bad", "message"), CAPS,
+                         ids=[f"{c[1]}={c[3]}" for c in CAPS])
+def test_every_supported_range_is_enforced(others, name, ok, bad, message):
+    make_config(**others, **{name: ok})
+    with pytest.raises(ConfigError) as err:
+        make_config(**others, **{name: bad})
+    assert str(err.value) == message
+
+
+def test_too_many_record_times_are_refused_quickly():
+    with pytest.raises(ConfigError, match="at most 1000000 values"):
+        make_config(times=",".join(str(i) for i in range(10**6 + 1)))
 
 
 def test_boundary_table_covers_every_constrained_field():
