@@ -23,10 +23,12 @@ COMMANDS = {
 
 class LazyGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        """Set the thread policy of the numerical libraries before any of them loads."""
-        from meanfield.runtime import set_thread_policy
+        """Set the thread policy of the numerical libraries before any of them loads, and let a
+        write past a file-size limit fail as an error instead of killing the process."""
+        from meanfield.runtime import ignore_file_size_signal, set_thread_policy
 
         set_thread_policy()
+        ignore_file_size_signal()
         return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

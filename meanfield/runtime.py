@@ -2,12 +2,14 @@
 
 Nothing here runs at import: the ``meanfield`` command (:mod:`cli.main`) and the benchmark
 scripts call :func:`set_thread_policy` first thing, before NumPy or Numba load their thread
-pools. A library user who imports :mod:`meanfield` keeps their own environment.
+pools, and the command calls :func:`ignore_file_size_signal`. A library user who imports
+:mod:`meanfield` keeps their own environment and signal handlers.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import MutableMapping
 
 #: environment variables read by OpenBLAS and Numba's OpenMP layer when they load: idle threads
@@ -29,3 +31,11 @@ def set_thread_policy(environ: MutableMapping[str, str] | None = None) -> None:
     environ = os.environ if environ is None else environ
     for key, value in THREAD_POLICY.items():
         environ.setdefault(key, value)
+
+
+def ignore_file_size_signal() -> None:
+    """Ignore ``SIGXFSZ``: a write past the file-size limit (``ulimit -f``, a full quota) then
+    fails with ``EFBIG``, which the atomic writers turn into an error that leaves the previous
+    file intact, instead of the signal killing the process inside the HDF5 library."""
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
