@@ -9,9 +9,16 @@ Layout:
 - global attributes: ``meanfield_kind`` (``theory``, ``simulation``, ``comparison``), the
   resolved configuration as canonical JSON (``config``) and as one attribute per field, the
   seed, package and library versions, git revision, command line and creation time;
-- gzip + shuffle compression with chunks along the first dimension (never LZF);
-- crash safety: a file is written as ``name.tmp`` and renamed with :func:`os.replace` only
-  after it is closed, so a reader sees either the old complete file, the new one, or none.
+- every non-empty numeric array is chunked along its first dimension and carries HDF5's
+  Fletcher-32 checksum, so flipped bits in the data are detected on read; arrays of 64 values
+  or more are also compressed (gzip + shuffle, never LZF);
+- crash safety (:func:`atomic_h5`): a file is built in memory, written as ``name.tmp``, synced
+  and renamed with :func:`os.replace`, so a reader sees either the old complete file, the new
+  one, or none; a write that fails (disk full, file-size limit, folder read-only or gone)
+  raises :class:`WriteFailed` and leaves the previous file as it was and no ``name.tmp``;
+- reading (:func:`reading`): a missing, foreign, truncated or damaged file, a failed checksum
+  or a variable missing from its kind's layout raise :class:`NotMeanfieldFile` with a
+  one-line message.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -53,7 +61,30 @@ _LIBRARIES = ("numpy", "numba", "sympy", "scipy", "h5py", "click")
 
 
 class NotMeanfieldFile(ValueError):
-    """The path is missing, not HDF5, or not written by meanfield."""
+    """The path is missing, not HDF5, not written by meanfield, truncated or damaged (the
+    message is one line naming the path)."""
+
+
+class WriteFailed(NotMeanfieldFile):
+    """Writing an output failed (disk full, file-size limit, folder read-only or removed); the
+    previous file, if any, is untouched and no partial file is left. One line naming the path
+    and the system's reason."""
+
+
+#: what h5py raises for unreadable or inconsistent content (missing objects: KeyError; failed
+#: checksums, truncated files, broken metadata: OSError or RuntimeError; malformed values:
+#: ValueError or TypeError)
+_READ_ERRORS = (OSError, KeyError, RuntimeError, ValueError, TypeError)
+#: HDF5 files begin with this signature (at offset 0 for the files meanfield writes)
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _one_line(err: BaseException, limit: int = 160) -> str:
+    """The error's message on one line (HDF5 messages span lines), at most ``limit`` chars."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        text = " ".join(str(err.args[0]).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------- provenance
@@ -153,11 +184,24 @@ def set_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
         obj.attrs[key] = _attr_value(value)
 
 
-def _creation_kwargs(data: np.ndarray) -> dict[str, Any]:
-    if data.ndim == 0 or data.size < 64 or data.dtype.kind not in "fiub":
+def creation_kwargs(data: np.ndarray, compress: bool = True) -> dict[str, Any]:
+    """Storage of an array: chunks along the first dimension with the Fletcher-32 checksum for
+    every non-empty numeric array; gzip + shuffle from 64 values on (when ``compress``).
+    Scalars, empty arrays and text are stored contiguously (HDF5 cannot chunk them)."""
+    if data.ndim == 0 or data.size == 0 or data.dtype.kind not in "fiub":
         return {}
-    chunks = (min(data.shape[0], 256), *data.shape[1:])
-    return {"compression": "gzip", "compression_opts": 4, "shuffle": True, "chunks": chunks}
+    kwargs: dict[str, Any] = {"chunks": (min(data.shape[0], 256), *data.shape[1:]),
+                              "fletcher32": True}
+    if compress and data.size >= 64:
+        kwargs.update(compression="gzip", compression_opts=4, shuffle=True)
+    return kwargs
+
+
+def create_dataset(group: h5py.Group, name: str, data: Any, compress: bool = True
+                   ) -> h5py.Dataset:
+    """``group[name] = data`` stored as :func:`creation_kwargs` says (checksummed)."""
+    data = np.asarray(data)
+    return group.create_dataset(name, data=data, **creation_kwargs(data, compress))
 
 
 def write_coordinate(
@@ -167,7 +211,7 @@ def write_coordinate(
     data = np.asarray(values)
     if data.ndim != 1:
         raise ValueError(f"coordinate {name!r} must be 1-D, got shape {data.shape}")
-    dset = f.create_dataset(name, data=data, **_creation_kwargs(data))
+    dset = create_dataset(f, name, data)
     dset.make_scale(name)
     set_attrs(dset, attrs or {})
     return dset
@@ -192,34 +236,76 @@ def write_variable(
                 f"variable {name!r} axis {axis} has length {data.shape[axis]}, "
                 f"dimension {dim!r} has length {f[dim].shape[0]}"
             )
-    dset = f.create_dataset(name, data=data, **_creation_kwargs(data))
+    dset = create_dataset(f, name, data)
     for axis, dim in enumerate(dims):
         dset.dims[axis].attach_scale(f[dim])
     set_attrs(dset, attrs or {})
     return dset
 
 
+_memory_names = itertools.count()
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
-    """Open ``path.tmp`` for writing; on success close it and rename it to ``path``.
+    """An HDF5 file to fill, written to ``path`` atomically when the block ends.
 
-    On any exception (including KeyboardInterrupt) the temporary file is removed and the
-    previous content of ``path``, if any, is untouched.
+    The file is built in memory (HDF5's core driver, so the library never meets a disk
+    error); on success its image is written to ``path.tmp`` (a leftover from a killed process
+    is replaced), synced, and renamed to ``path`` with :func:`os.replace`. On any exception
+    (including KeyboardInterrupt) nothing is written, or ``path.tmp`` is removed, and the
+    previous content of ``path``, if any, is untouched; a failed write raises
+    :class:`WriteFailed` (one line: the path and the system's reason).
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    f = h5py.File(tmp, "w", track_order=True)
+    name = f"meanfield-{os.getpid()}-{next(_memory_names)}-{path.name}"
+    f = h5py.File(name, "w", driver="core", backing_store=False, block_size=1 << 20,
+                  track_order=True)
     try:
         yield f
         f.flush()
+        image = f.id.get_file_image()
+    finally:
         f.close()
+    write_atomic(path, image)
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: ``path.tmp`` (a leftover of a killed process is
+    replaced), synced, renamed with :func:`os.replace`. A failure raises :class:`WriteFailed`
+    (one line: the path and the system's reason) and leaves ``path`` as it was and no
+    ``path.tmp``."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        _write_replace(data, tmp, path)
+    except OSError as err:
+        reason = err.strerror or _one_line(err)
+        kept = "the previous file is unchanged" if path.exists() else "no file was written"
+        raise WriteFailed(f"cannot write {str(path)!r}: {reason}; {kept}") from None
+
+
+def _write_replace(image: bytes, tmp: Path, path: Path) -> None:
+    """Write ``image`` to ``tmp``, sync it, rename it to ``path`` and sync the folder; on
+    any failure (or interrupt) remove ``tmp`` and re-raise."""
+    try:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            tmp.unlink()  # a leftover of a killed process, even a read-only one
+        with open(tmp, "wb") as out:
+            out.write(image)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(Exception):
-            f.close()
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    with contextlib.suppress(OSError):  # the rename itself survives a power loss
+        fd = os.open(path.parent if str(path.parent) else ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def check_writable(path: str | Path) -> Path:
@@ -239,29 +325,80 @@ def check_writable(path: str | Path) -> Path:
 
 
 def open_meanfield(path: str | Path, kind: str | None = None) -> h5py.File:
-    """Open a meanfield HDF5 file for reading, checking that it is one (and of ``kind``)."""
+    """Open a meanfield HDF5 file for reading, checking that it is one (and of ``kind``).
+
+    Raises :class:`NotMeanfieldFile` (one line) for a missing, foreign or truncated file, one
+    of another kind or of a newer format. Read it inside :func:`reading`, which also turns
+    damaged content into :class:`NotMeanfieldFile`.
+    """
     path = Path(path)
     if not path.is_file():
         raise NotMeanfieldFile(f"{str(path)!r} does not exist")
     try:
         f = h5py.File(path, "r")
-    except OSError:
-        raise NotMeanfieldFile(f"{str(path)!r} is not an HDF5 file") from None
+    except OSError as err:
+        raise NotMeanfieldFile(_unopenable(path, err)) from None
+    try:
+        with damaged_as(path):
+            _check_kind(f, path, kind)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _unopenable(path: Path, err: OSError) -> str:
+    """Why h5py could not open ``path``: not HDF5 at all, or an HDF5 file cut short or
+    damaged."""
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(len(_HDF5_SIGNATURE))
+    except OSError as read_err:
+        return f"{str(path)!r} cannot be read: {read_err.strerror or _one_line(read_err)}"
+    if head != _HDF5_SIGNATURE:
+        return f"{str(path)!r} is not an HDF5 file"
+    return f"{str(path)!r} is a damaged or truncated HDF5 file ({_one_line(err)})"
+
+
+def _check_kind(f: h5py.File, path: Path, kind: str | None) -> None:
     found = f.attrs.get("meanfield_kind")
     if isinstance(found, bytes):
         found = found.decode()
     if found not in KINDS:
-        f.close()
         raise NotMeanfieldFile(f"{str(path)!r} is an HDF5 file but not a meanfield output")
     if kind is not None and found != kind:
-        f.close()
         raise NotMeanfieldFile(f"{str(path)!r} is a meanfield {found} file, expected {kind}")
     version = int(f.attrs.get("format_version", 1))
     if version > FORMAT_VERSION:
-        f.close()
         raise NotMeanfieldFile(f"{str(path)!r} has format version {version}, newer than this "
                                f"meanfield reads ({FORMAT_VERSION}); upgrade meanfield")
-    return f
+
+
+@contextlib.contextmanager
+def damaged_as(path: str | Path, error: type[Exception] = NotMeanfieldFile, hint: str = ""
+               ) -> Iterator[None]:
+    """Turn what h5py raises for unreadable content inside the block (a failed checksum, a
+    truncated or broken structure, a missing variable, a malformed attribute) into
+    ``error`` with one line naming ``path`` and the reason, followed by ``hint``.
+    :class:`NotMeanfieldFile` and ``error`` itself pass unchanged."""
+    try:
+        yield
+    except (NotMeanfieldFile, error):
+        raise
+    except _READ_ERRORS as err:
+        raise error(f"{str(path)!r} is damaged or incomplete: {_one_line(err)}{hint}"
+                    ) from None
+
+
+@contextlib.contextmanager
+def reading(path: str | Path, kind: str | None = None) -> Iterator[h5py.File]:
+    """``with reading(path, kind) as f``: :func:`open_meanfield`, and everything read from
+    ``f`` inside the block that fails because the file is damaged, incomplete or not of
+    ``kind``'s layout raises :class:`NotMeanfieldFile` (one line). The file is closed at the
+    end of the block."""
+    f = open_meanfield(path, kind)
+    with f, damaged_as(path):
+        yield f
 
 
 def text_attr(obj: h5py.HLObject, name: str, default: str | None = None) -> str | None:

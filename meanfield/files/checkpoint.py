@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from meanfield.config import Config, ConfigError, from_json, run_hash
-from meanfield.io import atomic_h5, text_attr
+from meanfield.io import atomic_h5, create_dataset, damaged_as, text_attr
 
 CHECKPOINT_FORMAT = 1
 _ARRAYS = ("a", "W", "a0", "W0", "t_sat", "test_t_sat")
@@ -75,32 +75,36 @@ def write_checkpoint(path: Path, config: Config, state: RunState) -> None:
             f.attrs[name] = getattr(state, name)
         f.attrs["rng_states"] = json.dumps(state.rng_states)
         for name in _ARRAYS:
-            f.create_dataset(name, data=getattr(state, name))
+            create_dataset(f, name, getattr(state, name), compress=False)
         for group, values in (("series", state.series), ("nodes", state.nodes)):
             g = f.create_group(group)
             for key, arr in values.items():
-                g.create_dataset(key, data=arr)
+                create_dataset(g, key, arr, compress=False)
         if state.stepper_state is not None:
             g = f.create_group("stepper")
             g.attrs["none"] = json.dumps(
                 sorted(k for k, v in state.stepper_state.items() if v is None))
             for key, value in state.stepper_state.items():
                 if value is not None:
-                    g.create_dataset(key, data=np.asarray(value))
+                    create_dataset(g, key, value, compress=False)
 
 
 def _scalar_or_array(value: Any) -> Any:
     return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
 
 
+_DAMAGED = "; use --fresh to discard it"
+
+
 def read_checkpoint(path: str | Path, config: Config) -> RunState:
-    """The state saved in ``path``; :class:`ConfigError` if it belongs to another config."""
+    """The state saved in ``path``; :class:`ConfigError` (one line) if it belongs to another
+    config or is damaged (a failed checksum, a missing array)."""
     path = Path(path)
     try:
         f = h5py.File(path, "r")
     except OSError:
         raise ConfigError(f"checkpoint {str(path)!r} is missing or not an HDF5 file") from None
-    with f:
+    with f, damaged_as(path, ConfigError, _DAMAGED):
         if f.attrs.get("format") != CHECKPOINT_FORMAT or "config" not in f.attrs:
             raise ConfigError(f"{str(path)!r} is not a meanfield simulate checkpoint")
         if f.attrs["config_hash"] != run_hash(config):
@@ -124,8 +128,9 @@ def read_checkpoint(path: str | Path, config: Config) -> RunState:
 
 
 def checkpoint_config(path: str | Path) -> Config:
-    """The configuration a checkpoint was written for."""
-    with h5py.File(path, "r") as f:
+    """The configuration a checkpoint was written for (:class:`ConfigError` when it cannot be
+    read)."""
+    with damaged_as(path, ConfigError, _DAMAGED), h5py.File(path, "r") as f:
         return from_json(str(text_attr(f, "config")))
 
 
@@ -149,7 +154,7 @@ def resume_decision(ckpt: Path, config: Config, resume: bool = False, fresh: boo
         return False
     try:
         saved = run_hash(checkpoint_config(ckpt))
-    except (OSError, KeyError):
+    except ConfigError:
         raise ConfigError(f"{ckpt} is not a readable checkpoint; use --fresh to discard it"
                           ) from None
     if saved != run_hash(config):

@@ -28,8 +28,8 @@ from meanfield.compare.report import report_dict
 from meanfield.io import (
     TIME_UNITS,
     atomic_h5,
-    open_meanfield,
     provenance,
+    reading,
     set_attrs,
     write_coordinate,
     write_variable,
@@ -110,7 +110,7 @@ def read_comparison(path: str | Path) -> dict[str, Any]:
 
     Raises :class:`meanfield.io.NotMeanfieldFile` for anything but a comparison file.
     """
-    with open_meanfield(path, KIND) as f:
+    with reading(path, KIND) as f:
         data: dict[str, Any] = {k: np.asarray(f[k][()]) for k in f}
         data["attrs"] = {k: f.attrs[k] for k in f.attrs}
     return data

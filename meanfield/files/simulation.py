@@ -25,9 +25,9 @@ from meanfield.io import (
     PROVENANCE_KEYS,
     TIME_UNITS,
     atomic_h5,
-    open_meanfield,
     provenance,
     read_config_json,
+    reading,
     set_attrs,
     write_coordinate,
     write_variable,
@@ -180,7 +180,7 @@ def read_simulation(path: str | Path) -> SimulationResult:
         >>> sim = read_simulation("sim.h5")                          # doctest: +SKIP
         >>> sim.config.M, sim.t.shape, sim.nodes["a"].shape          # doctest: +SKIP
     """
-    with open_meanfield(path, KIND) as f:
+    with reading(path, KIND) as f:
         g = {k: _attr(v) for k, v in f.attrs.items()}
         moments = InitialMoments(**{k.name: float(g[_INIT + k.name])
                                     for k in dataclasses.fields(InitialMoments)})

@@ -21,10 +21,10 @@ from meanfield.io import (
     DIMENSIONLESS,
     TIME_UNITS,
     atomic_h5,
-    open_meanfield,
     provenance,
     read_array,
     read_config_json,
+    reading,
     set_attrs,
     text_attr,
     write_coordinate,
@@ -144,7 +144,7 @@ def read_theory(path: str | Path) -> TheoryResult:
         >>> th = read_theory("theory.h5")         # doctest: +SKIP
         >>> th.asymptote_c, th.gamma[-1]          # doctest: +SKIP
     """
-    with open_meanfield(path, KIND) as f:
+    with reading(path, KIND) as f:
         latex = {k[len(_LATEX):]: text_attr(f, k) for k in f.attrs if k.startswith(_LATEX)}
         return TheoryResult(
             config=from_json(read_config_json(f)),
