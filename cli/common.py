@@ -85,6 +85,12 @@ def config_options(*names: str) -> Callable:
     return decorate
 
 
+overwrite_option = click.option(
+    "--overwrite", is_flag=True,
+    help="replace an existing output that holds another result (by default a file of another "
+         "configuration is refused, and one of the same configuration is left untouched).")
+
+
 def resolve_config(config_path: str | None, **options: Any) -> Config:
     """Defaults <- TOML file <- command-line options, validated."""
     return from_sources(config_path, **options)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import BadInput, reports_bad_input
+from cli.common import BadInput, overwrite_option, reports_bad_input
 
 FIGURE_SUFFIXES = (".png", ".pdf")
 
@@ -32,18 +32,24 @@ def errors_path(plot: str | Path) -> Path:
 @click.option("--strict", is_flag=True, help="exit status 1 when the verdict is 'disagree'")
 @click.option("--no-schedule", is_flag=True,
               help="do not push the theory through the simulation's step schedule")
+@overwrite_option
 @reports_bad_input
 def compare(simulation: str, theory: str | None, output: str | None, as_json: bool,
-            plot: str | None, strict: bool, no_schedule: bool) -> None:
+            plot: str | None, strict: bool, no_schedule: bool, overwrite: bool) -> None:
     """Compare SIMULATION (meanfield simulate) with THEORY (meanfield theory; computed for the
     simulation's configuration when left out).
 
     Prints a table (or JSON with --json) of the metrics, their tolerances and verdicts;
-    exit status 0 whatever the verdict unless --strict.
+    exit status 0 whatever the verdict unless --strict. An OUTPUT or figure that already holds
+    this comparison (same inputs) is left untouched; one holding another is refused unless
+    --overwrite.
     """
     from meanfield.compare import CompareWarning, compare
     from meanfield.compare.report import format_report, report_dict
     from meanfield.files.comparison import write_comparison
+    from meanfield.files.outputs import check_figure, comparison_identity, existing_result
+    from meanfield.files.simulation import read_simulation
+    from meanfield.files.theory import read_theory
     from meanfield.io import check_writable
 
     if plot is not None and Path(plot).suffix.lower() not in FIGURE_SUFFIXES:
@@ -51,24 +57,27 @@ def compare(simulation: str, theory: str | None, output: str | None, as_json: bo
     for path in (output, plot):
         if path is not None:
             check_writable(path)
+    sim = read_simulation(simulation)
+    th = read_theory(theory) if theory is not None else None
+    identity = comparison_identity(sim.config, None if th is None else th.config,
+                                   not no_schedule)
+    reuse = output is not None and existing_result(output, "comparison", identity, overwrite)
+    if plot is not None:
+        for path in (plot, errors_path(plot)):
+            check_figure(path, identity, overwrite)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CompareWarning)
-        result = compare(simulation, theory, on_schedule=not no_schedule)
+        result = compare(sim, th, on_schedule=not no_schedule)
     for w in caught:
         if issubclass(w.category, CompareWarning):
             click.echo(f"warning: {w.message}", err=True)
-    if output is not None:
+    if reuse:
+        click.echo(f"{output} already holds this comparison (same inputs); left untouched",
+                   err=True)
+    elif output is not None:
         write_comparison(result, output)
     if plot is not None:
-        from meanfield.plots import error_figure, fig1
-
-        # figures are drawn from a comparison file only: the -o file, or a temporary one
-        with tempfile.TemporaryDirectory() as tmp:
-            source = output if output is not None else Path(tmp) / "compare.h5"
-            if output is None:
-                write_comparison(result, source)
-            fig1(source, plot)
-            error_figure(source, errors_path(plot))
+        _draw(result, output, plot)
     if as_json:
         click.echo(json.dumps(report_dict(result), indent=2))
     else:
@@ -79,3 +88,17 @@ def compare(simulation: str, theory: str | None, output: str | None, as_json: bo
             click.echo(f"figures written to {plot} and {errors_path(plot)}")
     if strict and result.verdict != "agree":
         raise SystemExit(1)
+
+
+def _draw(result: object, output: str | None, plot: str) -> None:
+    """Fig. 1 and the error curves, drawn from a comparison file only: ``output``, or a
+    temporary one."""
+    from meanfield.files.comparison import write_comparison
+    from meanfield.plots import error_figure, fig1
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = output if output is not None else Path(tmp) / "compare.h5"
+        if output is None:
+            write_comparison(result, source)
+        fig1(source, plot)
+        error_figure(source, errors_path(plot))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.common import BadInput, progress_bar, reports_bad_input
+from cli.common import BadInput, overwrite_option, progress_bar, reports_bad_input
 
 
 @click.command()
@@ -16,11 +16,15 @@ from cli.common import BadInput, progress_bar, reports_bad_input
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="output folder [default: ./reproduce-FIGURE or ./reproduce-FIGURE-quick]")
 @click.option("--json", "as_json", is_flag=True, help="print the comparison report as JSON")
+@overwrite_option
 @reports_bad_input
-def reproduce(figure: str, quick: bool, out: str | None, as_json: bool) -> None:
+def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrite: bool
+              ) -> None:
     """Derive, compute the theory, simulate, compare and draw FIGURE (pb-fig1: Fig. 1 of
     Pellegrini & Biroli 2020, M = 400, N = 10^5, d = 100; --quick: M = 200, N = 2 10^4,
-    d = 50 on a geometric step schedule)."""
+    d = 50 on a geometric step schedule). Files of the folder that already hold this
+    configuration's result are reused; files of another configuration are refused unless
+    --overwrite."""
     import json
 
     from meanfield.compare.report import format_report, report_dict
@@ -43,7 +47,10 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool) -> None:
 
     with progress_bar(config, None) as on_step:  # a bar over the simulation, on a terminal
         rep = run(figure, folder, quick=quick, config=config, on_stage=on_stage,
-                  on_step=on_step)
+                  on_step=on_step, overwrite=overwrite)
+    if rep.reused:
+        click.echo(f"  reused (same configuration, left untouched): {', '.join(rep.reused)}",
+                   err=True)
     if as_json:
         click.echo(json.dumps(report_dict(rep.comparison), indent=2))
         return

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.common import config_options, progress_bar, reports_bad_input, resolve_config
+from cli.common import (
+    config_options,
+    overwrite_option,
+    progress_bar,
+    reports_bad_input,
+    resolve_config,
+)
 from meanfield.config import options_for
 
 if TYPE_CHECKING:
@@ -46,9 +52,10 @@ def _graceful_stop() -> Iterator[list[bool]]:
               help="discard an existing checkpoint and start from t = 0.")
 @click.option("--progress/--no-progress", default=None,
               help="progress bar on stderr [default: only on a terminal].")
+@overwrite_option
 @reports_bad_input
 def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
-             progress: bool | None, **options: object) -> None:
+             progress: bool | None, overwrite: bool, **options: object) -> None:
     """Simulate the training of a finite two-layer network (M nodes, N examples, dimension d)
     and write the records (gamma, S, errors, loss, node trajectories, t_sat) to OUTPUT.
 
@@ -58,15 +65,25 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
     same configuration (--checkpoint-every may differ) and ends with exactly the numbers of an
     uninterrupted run; a checkpoint of another configuration is refused (use --fresh to
     discard it). The checkpoint is removed once OUTPUT is written.
+
+    If OUTPUT already holds this run (same configuration), it is left untouched and reported
+    again; a file holding anything else is refused unless --overwrite.
     """
+    from meanfield.config import run_hash
     from meanfield.files.checkpoint import checkpoint_path, resume_decision
-    from meanfield.files.simulation import write_simulation
+    from meanfield.files.outputs import existing_result
+    from meanfield.files.simulation import read_simulation, write_simulation
     from meanfield.io import check_writable
     from meanfield.simulate import SimulationInterrupted
     from meanfield.simulate import simulate as run
 
     config = resolve_config(config_path, **options)
     out = check_writable(output)
+    if existing_result(out, "simulation", run_hash(config), overwrite, config):
+        click.echo(f"{out} already holds this run (same configuration); left untouched",
+                   err=True)
+        _summary(read_simulation(out), Path(output))
+        return
     ckpt = checkpoint_path(out)
     resume = resume_decision(ckpt, config, resume, fresh)
     if resume:

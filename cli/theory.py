@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from cli.common import BadInput, config_options, reports_bad_input, resolve_config
+from cli.common import (
+    BadInput,
+    config_options,
+    overwrite_option,
+    reports_bad_input,
+    resolve_config,
+)
 from meanfield.config import options_for
 
 
@@ -17,9 +23,10 @@ from meanfield.config import options_for
               help="HDF5 file to write (netCDF4-valid); required unless --latex.")
 @click.option("--latex", is_flag=True,
               help="print the derived equations (LaTeX) for the data law and exit.")
+@overwrite_option
 @reports_bad_input
-def theory(config_path: str | None, output: str | None, latex: bool, **options: object
-           ) -> None:
+def theory(config_path: str | None, output: str | None, latex: bool, overwrite: bool,
+           **options: object) -> None:
     """Solve the mean-field theory of Pellegrini & Biroli (arXiv:2006.11209) for the given
     parameters: gamma(t), S, X, training error, loss, the asymptote gamma -> log(t)/4 + c,
     t_sat(x_par) with --x-par, and finite-M / finite-N indicators (M, N). Record times: --times,
@@ -27,7 +34,9 @@ def theory(config_path: str | None, output: str | None, latex: bool, **options: 
     activations the population solver."""
     from analytic.activations import get_activation
     from analytic.hinge import latex_equations
-    from meanfield.files.theory import write_theory
+    from meanfield.config import run_hash
+    from meanfield.files.outputs import existing_result
+    from meanfield.files.theory import read_theory, write_theory
     from meanfield.io import check_writable
     from meanfield.theory import compute
 
@@ -41,8 +50,13 @@ def theory(config_path: str | None, output: str | None, latex: bool, **options: 
     if output is None:
         raise BadInput("-o/--output is required (or use --latex)")
     out = check_writable(output)
-    result = compute(config)
-    write_theory(result, out)
+    if existing_result(out, "theory", run_hash(config), overwrite, config):
+        click.echo(f"{out} already holds this theory (same configuration); left untouched",
+                   err=True)
+        result = read_theory(out)
+    else:
+        result = compute(config)
+        write_theory(result, out)
     click.echo(f"theory written to {Path(output)}")
     click.echo(f"  {result.method}; {len(result.t)} times up to t={result.t[-1]:g}")
     if math.isfinite(result.asymptote_c):

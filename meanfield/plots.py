@@ -18,6 +18,7 @@ Time axes are logarithmic (mean-field time units); ``t = 0`` is left out of them
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib as mpl
@@ -25,6 +26,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from meanfield.files.comparison import read_comparison
+from meanfield.files.outputs import FIGURE_TAG
+from meanfield.io import open_meanfield, text_attr
 
 N_NODES = 10  # nodes drawn in panels (a) and (b)
 MAX_POINTS = 3000  # examples drawn in panel (d)
@@ -52,18 +55,31 @@ def _window_end(ax, d: dict) -> None:
 
 def fig1(compare_path: str | Path, out: str | Path) -> Path:
     """The four-panel Fig. 1 from a comparison file, written to ``out`` (png or pdf)."""
-    return _save(draw_fig1(compare_path), out)
+    return _save(draw_fig1(compare_path), out, _identity(compare_path))
 
 
 def error_figure(compare_path: str | Path, out: str | Path) -> Path:
     """Training and test unsatisfied fractions and the loss against time, simulation and
     theory, written to ``out``."""
-    return _save(draw_errors(compare_path), out)
+    return _save(draw_errors(compare_path), out, _identity(compare_path))
 
 
-def _save(fig: Figure, out: str | Path) -> Path:
+def _identity(compare_path: str | Path) -> str:
+    with open_meanfield(compare_path, "comparison") as f:
+        return str(text_attr(f, "inputs_hash", ""))
+
+
+def _save(fig: Figure, out: str | Path, identity: str) -> Path:
+    """Write ``fig`` atomically (``out.tmp``, then rename), tagged with ``identity``."""
     out = Path(out)
-    fig.savefig(out, dpi=120)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        fig.savefig(tmp, dpi=120, format=out.suffix[1:].lower(),
+                    metadata={"Keywords": FIGURE_TAG + identity})
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out
 
 

@@ -35,6 +35,8 @@ PB_FIG1_QUICK = {
     **PB_FIG1, "M": 200, "N": 20_000, "d": 50, "n_test": 4_000, "growth": 0.02, "n_times": 60,
 }
 FIGURES = ("pb-fig1",)
+#: the figures a reproduction draws into its folder
+FIGURE_FILES = ("fig1.png", "errors.png")
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Reproduction:
     files: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     comparison: Comparison | None = None
+    reused: list[str] = field(default_factory=list)  # stages whose file held this result
 
     @property
     def verdict(self) -> str:
@@ -71,6 +74,25 @@ def _derive(config: Config, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _reusable(out: Path, config: Config, overwrite: bool) -> dict[str, bool]:
+    """Which stage outputs in ``out`` already hold this reproduction (checked before any work:
+    a file of another configuration stops the run at once unless ``overwrite``)."""
+    from meanfield.config import run_hash
+    from meanfield.files.outputs import check_figure, comparison_identity, existing_result
+
+    same = {
+        "theory": existing_result(out / "theory.h5", "theory", run_hash(config), overwrite,
+                                  config),
+        "simulate": existing_result(out / "simulation.h5", "simulation", run_hash(config),
+                                    overwrite, config),
+        "compare": existing_result(out / "compare.h5", "comparison",
+                                   comparison_identity(config, config, True), overwrite),
+    }
+    for figure in FIGURE_FILES:
+        check_figure(out / figure, comparison_identity(config, config, True), overwrite)
+    return same
+
+
 def reproduce(
     name: str,
     out: str | Path,
@@ -78,12 +100,15 @@ def reproduce(
     config: Config | None = None,
     on_stage: Callable[[str, float, Path | None], None] | None = None,
     on_step: Callable[[int], None] | None = None,
+    overwrite: bool = False,
 ) -> Reproduction:
     """Run the whole reproduction of figure ``name`` into folder ``out`` (created if needed).
 
     ``config`` replaces the figure's configuration; ``on_stage(stage, seconds, path)`` is
     called after each of ``derive``, ``theory``, ``simulate``, ``compare``, ``figure``;
-    ``on_step(n)`` is passed to the simulator (e.g. a progress bar).
+    ``on_step(n)`` is passed to the simulator (e.g. a progress bar). Stages whose file already
+    holds this configuration's result are reused (``Reproduction.reused``); a file of another
+    configuration is refused before any work unless ``overwrite``.
 
     Returns:
         A :class:`Reproduction`: the files, the seconds of each stage, the comparison.
@@ -105,6 +130,8 @@ def reproduce(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rep = Reproduction(name=name, out=out, config=config)
+    same = _reusable(out, config, overwrite)
+    rep.reused = [label for label, ok in same.items() if ok]
 
     def stage(label: str, path: Path | None, run: Callable[[], None]) -> None:
         start = time.perf_counter()
@@ -115,24 +142,30 @@ def reproduce(
         if on_stage is not None:
             on_stage(label, rep.seconds[label], path)
 
-    steps, record = schedule(config)
-    stage("derive", out / "derivation.tex", lambda: _derive(config, out / "derivation.tex"))
-    stage("theory", out / "theory.h5", lambda: write_theory(
-        theory.compute(config, times=steps[record]), out / "theory.h5"))
-    stage("simulate", out / "simulation.h5", lambda: write_simulation(
-        simulate(config, on_step=on_step), out / "simulation.h5"))
+    def run_theory() -> None:
+        if not same["theory"]:
+            steps, record = schedule(config)
+            write_theory(theory.compute(config, times=steps[record]), out / "theory.h5")
 
-    def run_compare() -> None:
+    def run_simulation() -> None:
+        if not same["simulate"]:
+            write_simulation(simulate(config, on_step=on_step), out / "simulation.h5")
+
+    def run_compare() -> None:  # cheap and deterministic: computed again when reused
         rep.comparison = compare(read_simulation(out / "simulation.h5"),
                                  read_theory(out / "theory.h5"))
-        write_comparison(rep.comparison, out / "compare.h5")
+        if not same["compare"]:
+            write_comparison(rep.comparison, out / "compare.h5")
 
+    stage("derive", out / "derivation.tex", lambda: _derive(config, out / "derivation.tex"))
+    stage("theory", out / "theory.h5", run_theory)
+    stage("simulate", out / "simulation.h5", run_simulation)
     stage("compare", out / "compare.h5", run_compare)
 
     def run_figures() -> None:
-        plots.fig1(out / "compare.h5", out / "fig1.png")
-        plots.error_figure(out / "compare.h5", out / "errors.png")
+        plots.fig1(out / "compare.h5", out / FIGURE_FILES[0])
+        plots.error_figure(out / "compare.h5", out / FIGURE_FILES[1])
 
-    stage("figure", out / "fig1.png", run_figures)
-    rep.files["errors figure"] = out / "errors.png"
+    stage("figure", out / FIGURE_FILES[0], run_figures)
+    rep.files["errors figure"] = out / FIGURE_FILES[1]
     return rep

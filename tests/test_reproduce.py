@@ -54,6 +54,23 @@ def test_pipeline_writes_every_file_and_reports_it(tmp_path, monkeypatch):
         verdict = f.attrs["verdict"]
         assert json.loads(f.attrs["config"])["M"] == TINY["M"]
     assert res.output.rstrip().endswith(f"verdict: {verdict}")
+    # a rerun reuses every stage's file (same configuration): untouched, the same report
+    stamps = {n: (out / n).stat().st_mtime_ns for n in ("theory.h5", "simulation.h5",
+                                                        "compare.h5")}
+    again = CliRunner().invoke(main, ["reproduce", "pb-fig1", "--quick", "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "reused (same configuration, left untouched): theory, simulate, compare" in (
+        again.stderr)
+    def report(text):  # everything but the wall time
+        return [line for line in text.splitlines() if not line.startswith("total time")]
+
+    assert report(again.stdout) == report(res.stdout)
+    assert stamps == {n: (out / n).stat().st_mtime_ns for n in stamps}
+    # another configuration in the same folder is refused before any work
+    monkeypatch.setattr(mod, "PB_FIG1_QUICK", {**mod.PB_FIG1_QUICK, **TINY, "seed": 1})
+    other = CliRunner().invoke(main, ["reproduce", "pb-fig1", "--quick", "--out", str(out)])
+    assert other.exit_code == 2 and "seed: 0 there, 1 here" in other.output
+    assert stamps == {n: (out / n).stat().st_mtime_ns for n in stamps}
 
 
 def test_cli_bad_input_exit_2(tmp_path):

@@ -59,6 +59,7 @@ from meanfield.compare.metrics import (
     x_par_bins,
 )
 from meanfield.config import THEORY_FIELDS, Config
+from meanfield.files.outputs import comparison_identity
 from meanfield.files.simulation import SimulationResult, read_simulation
 from meanfield.files.theory import TheoryResult, read_theory
 
@@ -89,6 +90,7 @@ class Comparison:
     w_par_theory: np.ndarray  # [t, node]
     band: tuple[np.ndarray, np.ndarray]  # [t] edges of the |x_par| band at t_sat = t
     notes: list[str] = field(default_factory=list)
+    inputs_hash: str = ""  # files.outputs.comparison_identity of the inputs
 
     @property
     def reference(self) -> Curves:
@@ -235,12 +237,14 @@ def compare(
     """
     if not isinstance(sim, SimulationResult):
         sim = read_simulation(sim)
+    if theory is not None and not isinstance(theory, TheoryResult):
+        theory = read_theory(theory)
+    identity = comparison_identity(sim.config, None if theory is None else theory.config,
+                                   on_schedule)
     if theory is None:
         from meanfield.theory import compute
 
         theory = compute(sim.config, times=np.asarray(sim.t, dtype=np.float64))
-    elif not isinstance(theory, TheoryResult):
-        theory = read_theory(theory)
     differing = differing_fields(sim.config, theory.config)
     if differing:
         names = ", ".join(f"{k} (simulation {s}, theory {t})" for k, (s, t) in differing.items())
@@ -262,5 +266,5 @@ def compare(
         sim=sim, theory=theory, flow=flow, schedule=schedule, window=window,
         metrics=metrics, milestones=_milestones(sim, flow, schedule), limits=limits,
         differing=differing, a_theory=a_ref, w_par_theory=w_ref,
-        band=band_edges(ref, h), notes=notes,
+        band=band_edges(ref, h), notes=notes, inputs_hash=identity,
     )
