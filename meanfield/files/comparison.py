@@ -10,7 +10,8 @@ schedule, when used), ``test_error_simulation``, ``X_theory``, ``f_spread_edge``
 ``t_sat`` and ``x_par``; dimension ``x_par_bin`` with ``bin_<key>`` of
 :func:`meanfield.compare.metrics.x_par_bins`. Global attributes: provenance (the simulation's
 configuration), ``verdict``, ``metrics``, ``checkpoints`` (the milestones), ``limits`` (JSON),
-``theory_config``, the sources, ``reference``, ``asymptote_c``, ``gamma_rate0``, ``h``.
+``theory_config``, the sources, ``reference``, ``asymptote_c``, ``gamma_rate0``, ``h`` and
+``inputs_hash`` (what determines the numbers, :func:`meanfield.files.outputs.comparison_identity`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def _global_attrs(cmp: Comparison) -> dict[str, Any]:
         "asymptote_c": cmp.theory.asymptote_c,
         "gamma_rate0": initial_rate(cmp.theory),
         "h": cmp.theory.config.h,
+        "inputs_hash": cmp.inputs_hash,
     }
 
 
