@@ -33,6 +33,7 @@ ends with bitwise the numbers of an uninterrupted run (same machine, same thread
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,6 +58,29 @@ class SimulationInterrupted(Exception):
         self.checkpoint = checkpoint
         where = f"checkpoint {checkpoint}" if checkpoint else "no checkpoint"
         super().__init__(f"interrupted at step {step}; {where}")
+
+
+class SimulationDiverged(ConfigError):
+    """The weights stopped being finite numbers: the explicit step is unstable for this
+    configuration (a one-line error, exit status 2, nothing written)."""
+
+
+def _diverged(config: Config, n: int, t: float, why: str) -> SimulationDiverged:
+    return SimulationDiverged(
+        f"the simulation diverged at step {n} (t = {t:.4g}): {why}; the explicit step "
+        f"beta*dt = {config.beta * config.dt:.3g} is too large for alpha = {config.alpha:g}, "
+        f"sa = {config.sa:g}, sw = {config.sw:g}: reduce dt (or growth), alpha or beta")
+
+
+def _check_bounded(config: Config, n: int, t: float, a: np.ndarray, W: np.ndarray) -> None:
+    """Raise :class:`SimulationDiverged` unless every weight after step ``n`` is a finite
+    number below ``sqrt(max) / (M + d)`` of the dtype (beyond it the products of the step and
+    of the skipping certificate would overflow)."""
+    limit = math.sqrt(float(np.finfo(a.dtype).max)) / (config.M + config.d)
+    if np.abs(a).max() <= limit and np.abs(W).max() <= limit:  # False for NaN
+        return
+    raise _diverged(config, n, t, f"the weights left the range of {config.dtype} "
+                                  f"(|w| > {limit:.3g})")
 
 
 class FirstTimes:
@@ -246,6 +270,43 @@ class _Run:
         )
 
 
+def _train(run: _Run, should_stop: Callable[[], bool] | None,
+           on_step: Callable[[int], None] | None) -> None:
+    """The training loop: stop requested? -> checkpoint due? -> batch -> velocity -> t_sat ->
+    record -> step."""
+    config = run.config
+    st, K, first = run.state, len(run.times) - 1, run.state.n
+    for n in range(first, K + 1):
+        st.n = n
+        if should_stop is not None and should_stop():
+            if run.checkpoint is not None:
+                run.save()
+            raise SimulationInterrupted(n, run.checkpoint)
+        every = config.checkpoint_every
+        if run.checkpoint is not None and every and n > first and n % every == 0:
+            run.save()
+        velocity = run.velocity(run.batch())
+        evaluated = velocity(st.a, st.W, *run.k1)
+        train_now = None
+        if run.full_batch:  # the stepper's status is exact at theta_n (until the next call)
+            run.sat.mark(run.stepper.satisfied, run.times[n])
+            train_now = (run.loss, 1.0 - run.stepper.satisfied.mean())
+        if n < K:
+            evaluated += run.integrator.extra_stages(st.a, st.W, run.k1, run.step_size(n),
+                                                     velocity)
+        st.evaluated_total += evaluated
+        st.evaluated_window += evaluated
+        st.steps_window += 1
+        if st.rec < len(run.record) and run.record[st.rec] == n:
+            run.recorder.record(n, run.times[n], train_now, evaluated)
+        if n == K:
+            break
+        run.integrator.update(st.a, st.W, run.k1, run.step_size(n))
+        _check_bounded(config, n + 1, run.times[n + 1], st.a, st.W)
+        if on_step is not None:
+            on_step(n + 1)
+
+
 def simulate(
     config: Config,
     *,
@@ -280,35 +341,13 @@ def simulate(
     """
     started = time.perf_counter()
     run = _Run(config, Path(checkpoint) if checkpoint is not None else None, resume)
-    st, K, first = run.state, len(run.times) - 1, run.state.n
-    for n in range(first, K + 1):
-        st.n = n
-        if should_stop is not None and should_stop():
-            if run.checkpoint is not None:
-                run.save()
-            raise SimulationInterrupted(n, run.checkpoint)
-        every = config.checkpoint_every
-        if run.checkpoint is not None and every and n > first and n % every == 0:
-            run.save()
-        velocity = run.velocity(run.batch())
-        evaluated = velocity(st.a, st.W, *run.k1)
-        train_now = None
-        if run.full_batch:  # the stepper's status is exact at theta_n (until the next call)
-            run.sat.mark(run.stepper.satisfied, run.times[n])
-            train_now = (run.loss, 1.0 - run.stepper.satisfied.mean())
-        if n < K:
-            evaluated += run.integrator.extra_stages(st.a, st.W, run.k1, run.step_size(n),
-                                                     velocity)
-        st.evaluated_total += evaluated
-        st.evaluated_window += evaluated
-        st.steps_window += 1
-        if st.rec < len(run.record) and run.record[st.rec] == n:
-            run.recorder.record(n, run.times[n], train_now, evaluated)
-        if n == K:
-            break
-        run.integrator.update(st.a, st.W, run.k1, run.step_size(n))
-        if on_step is not None:
-            on_step(n + 1)
+    # overflow is caught by _check_bounded as a one-line error, not left to warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            _train(run, should_stop, on_step)
+        except np.linalg.LinAlgError:  # a Heun predictor beyond the range of the dtype
+            raise _diverged(config, run.state.n, run.times[run.state.n],
+                            "the predictor left the range of the dtype") from None
     return run.result(started)
 
 

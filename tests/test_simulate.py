@@ -366,3 +366,36 @@ def test_theory_module_pushes_the_same_schedule():
     theory = _gamma_mean_field_on_schedule(c, steps)[record]
     np.testing.assert_allclose(compute_on_schedule(c, steps, record=record).gamma, theory,
                                rtol=1e-9, atol=1e-12)
+
+
+def test_an_unstable_step_is_a_one_line_error_not_a_file(tmp_path):
+    """Euler with beta*dt far beyond the stability limit: the weights grow geometrically; the
+    run stops with SimulationDiverged (a ConfigError: exit 2) before any non-finite number is
+    recorded, for both dtypes and both integrators, and the command writes nothing."""
+    import warnings
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from meanfield.simulate import SimulationDiverged
+
+    for extra in ({"beta": 1e6}, {"beta": 1e5, "dtype": "float32"},
+                  {"alpha": 1e6, "integrator": "heun"}):
+        c = make_config(**{**SMALL, "t_max": 60.0, **extra})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no overflow warning escapes either
+            with pytest.raises(SimulationDiverged, match="diverged at step"):
+                simulate(c)
+    res = CliRunner().invoke(main, ["simulate", "--M", "20", "--N", "300", "--d", "6",
+                                    "--beta", "1e6", "-o", str(tmp_path / "s.h5")])
+    assert res.exit_code == 2 and "reduce dt" in res.output and "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_no_held_out_set_labels_its_nan(tmp_path):
+    c = make_config(**{**SMALL, "n_test": 0})
+    write_simulation(simulate(c), tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert np.isnan(f["test_error"][()]).all()
+        assert "n_test = 0" in f["test_error"].attrs["non_finite"]
+        assert "non_finite" not in f["gamma"].attrs and np.isfinite(f["gamma"][()]).all()

@@ -63,6 +63,14 @@ SERIES: dict[str, tuple[str, str]] = {
     "n_evaluated_mean": ("examples", "mean forward evaluations per step over the steps "
                                      "since the previous record time (this one included)"),
 }
+#: why a series may hold NaN (written as its ``non_finite`` attribute when it does)
+NON_FINITE: dict[str, str] = {
+    "gamma": "NaN where sum (a+w_par)(a0+w_par0) is not positive (the nodes left the ReLU "
+             "hyperbolae; possible for other activations and losses)",
+    "S": "NaN where fewer than two distinct x_par were measured",
+    "test_error": "NaN when n_test = 0 (no held-out set)",
+    "test_misclassification": "NaN when n_test = 0 (no held-out set)",
+}
 #: series stored as integers
 INTEGER_SERIES = ("step", "n_evaluated")
 # name -> (units, long_name) of the variables on (t, node)
@@ -145,7 +153,10 @@ def write_simulation(result: SimulationResult, path: str | Path) -> None:
             values = result.series[name]
             if name in INTEGER_SERIES:
                 values = values.astype(np.int64)
-            write_variable(f, name, values, ["t"], {"units": units, "long_name": long_name})
+            attrs = {"units": units, "long_name": long_name}
+            if name in NON_FINITE and not np.isfinite(values).all():
+                attrs["non_finite"] = NON_FINITE[name]
+            write_variable(f, name, values, ["t"], attrs)
         for name, (units, long_name) in NODE_SERIES.items():
             write_variable(f, name, result.nodes[name], ["t", "node"],
                            {"units": units, "long_name": long_name})
