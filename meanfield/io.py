@@ -282,7 +282,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     except OSError as err:
         reason = err.strerror or _one_line(err)
         kept = "the previous file is unchanged" if path.exists() else "no file was written"
-        raise WriteFailed(f"cannot write {str(path)!r}: {reason}; {kept}") from None
+        raise WriteFailed(f"cannot write {_short(path)!r}: {reason}; {kept}") from None
 
 
 def _write_replace(image: bytes, tmp: Path, path: Path) -> None:
@@ -309,16 +309,33 @@ def _write_replace(image: bytes, tmp: Path, path: Path) -> None:
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail early (before any computation) when ``path`` cannot be written."""
+    """Fail early (before any computation) when ``path`` cannot be written: one-line
+    :class:`NotMeanfieldFile` for a missing or read-only folder, a folder in its place, a name
+    the system refuses (too long, ...)."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise NotMeanfieldFile(f"output folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise NotMeanfieldFile(f"output folder {str(parent)!r} is not writable")
-    if path.is_dir():
-        raise NotMeanfieldFile(f"output path {str(path)!r} is a folder")
+    try:
+        if not parent.is_dir():
+            raise NotMeanfieldFile(f"output folder {str(parent)!r} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise NotMeanfieldFile(f"output folder {str(parent)!r} is not writable")
+        if path.is_dir():
+            raise NotMeanfieldFile(f"output path {str(path)!r} is a folder")
+        os.stat(path)
+    except NotMeanfieldFile:
+        raise
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or _one_line(err)
+        raise NotMeanfieldFile(f"cannot write {_short(path)!r}: {reason}") from None
     return path
+
+
+def _short(path: Path, limit: int = 120) -> str:
+    """``path`` as text, cut in the middle past ``limit`` characters (for messages)."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
 
 
 # --------------------------------------------------------------------------- reading

@@ -49,6 +49,8 @@ SERIES: dict[str, tuple[str, str]] = {
                                 "spread)"),
     "gamma_minus": (DIMENSIONLESS, "gamma_- = -sum log|1 - eps_n| of the Euler push"),
 }
+#: the curves every theory file has (the others are written when the solver computed them)
+REQUIRED = ("gamma", "S", "X", "train_error", "loss")
 _LATEX = "latex_"  # prefix of the one-equation attributes
 
 
@@ -138,7 +140,8 @@ def write_theory(result: TheoryResult, path: str | Path) -> None:
 def read_theory(path: str | Path) -> TheoryResult:
     """The :class:`TheoryResult` stored in ``path`` (without the in-memory ``extra``).
 
-    Raises :class:`meanfield.io.NotMeanfieldFile` for anything but a meanfield theory file.
+    Raises :class:`meanfield.io.NotMeanfieldFile` for anything but a meanfield theory file,
+    and for one that is damaged or lacks a curve of :data:`REQUIRED`.
 
     Example:
         >>> th = read_theory("theory.h5")         # doctest: +SKIP
@@ -149,7 +152,8 @@ def read_theory(path: str | Path) -> TheoryResult:
         return TheoryResult(
             config=from_json(read_config_json(f)),
             t=f["t"][()],
-            **{name: read_array(f, name) for name in SERIES},
+            **{name: f[name][()] if name in REQUIRED else read_array(f, name)
+               for name in SERIES},
             asymptote_C=float(f.attrs["asymptote_C"]),
             asymptote_c=float(f.attrs["asymptote_c"]),
             latex=latex,
