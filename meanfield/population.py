@@ -26,7 +26,7 @@ from analytic.activations import X as ACT_X
 from analytic.activations import get_activation
 from meanfield.config import Config
 from meanfield.files.theory import TheoryResult
-from meanfield.theory import TheoryError, check_config, check_times
+from meanfield.theory import MAX_POPULATION_TIMES, TheoryError, check_config, check_times
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,10 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     """
     check_config(config)
     c = config
+    if np.size(times) > MAX_POPULATION_TIMES:
+        raise TheoryError(f"times: the population solver takes at most {MAX_POPULATION_TIMES} "
+                          f"record times (it keeps the dense solution at each); got "
+                          f"{np.size(times)}")
     t = check_times(times)
     _check_no_jump(c.activation)
     quad = population_quadrature(c, n_node, n_rho, n_z)

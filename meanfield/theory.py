@@ -35,7 +35,7 @@ the infinite-data limit, with the unsatisfied set found self-consistently from `
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -371,18 +371,71 @@ def check_times(t: Sequence[float] | np.ndarray) -> np.ndarray:
 
 
 MAX_SCHEDULE_STEPS = 10_000_000
+"""Largest step schedule built for the record times of the ``t_max`` path (80 MB of float64),
+and the most steps :func:`compute_on_schedule` pushes through (a Python loop of about 30 us a
+step: minutes, and five float64 arrays of that length)."""
+
+MAX_TIMES = 1_000_000
+"""Most record times of the closed form (:func:`compute`) besides ``t = 0``, and most
+``n_times``: about 1 KB of arrays per time, evaluated in chunks of :data:`CHUNK` times (1e6
+times to 1e12: about 6 s and 160 MB above the interpreter's; with ``x_par``, ``f_spread_x``
+adds about 0.15 ms per time and ``x_par`` value)."""
+
+MAX_POPULATION_TIMES = 10_000
+"""Most record times of the population solver: it keeps the dense ODE solution (3 x 432
+float64 per time, twice) and solves for the unsatisfied set at every time (milliseconds each)."""
+
+CHUNK = 65_536
+"""Times evaluated together by the closed form (more are done chunk by chunk, so its
+temporaries, e.g. ``[t, 20]`` Gauss-Legendre panels, stay bounded)."""
 
 
 def default_times(config: Config) -> np.ndarray:
-    """The record times of :func:`meanfield.schedule.schedule` for ``config``; when that
-    schedule would have more than ``MAX_SCHEDULE_STEPS`` steps (e.g. ``t_max = 1e12`` with a
-    uniform step), ``t = 0`` and ``n_times`` log-spaced times in ``[dt, t_max]`` instead (the
-    theory needs no steps)."""
+    """The record times of :func:`meanfield.schedule.schedule` for ``config``, without building
+    any schedule it does not need: explicit ``config.times`` are themselves (plus ``t = 0``,
+    sorted: the schedule lands on each of them); for the ``t_max`` path, the schedule's record
+    times, or, when that schedule would have more than ``MAX_SCHEDULE_STEPS`` steps (e.g.
+    ``t_max = 1e12`` with a uniform step), ``t = 0`` and ``n_times`` log-spaced times in
+    ``[dt, t_max]`` instead (the theory needs no steps)."""
+    from meanfield.schedule import count_steps
+
     c = config
-    if not c.times and c.growth == 0 and c.t_max / c.dt > MAX_SCHEDULE_STEPS:
+    if c.times:
+        return np.asarray(sorted({0.0, *c.times}), dtype=np.float64)
+    if c.n_times > MAX_TIMES:
+        raise TheoryError(f"n_times: at most {MAX_TIMES} record times; got {c.n_times}")
+    if ((c.growth == 0 and c.t_max / c.dt > MAX_SCHEDULE_STEPS)
+            or count_steps(c.dt, c.growth, c.t_max) > MAX_SCHEDULE_STEPS):
         return np.concatenate([[0.0], np.geomspace(min(c.dt, c.t_max), c.t_max, c.n_times)])
     steps, record = schedule(config)
     return steps[record]
+
+
+def _chunked(fn: Callable[[np.ndarray], np.ndarray], t: np.ndarray, size: int | None = None
+             ) -> np.ndarray:
+    """``fn(t)`` for a 1-d ``t``, evaluated on pieces of at most ``size`` (default
+    :data:`CHUNK`, at least 1) entries and concatenated along the first axis (one call when
+    ``t`` is no longer: the same numbers as ``fn(t)``)."""
+    size = max(1, CHUNK if size is None else size)
+    if t.shape[0] <= size:
+        return fn(t)
+    return np.concatenate([fn(t[i:i + size]) for i in range(0, t.shape[0], size)])
+
+
+_SPREAD_PAIRS = 4096
+"""``(t, x_par)`` pairs per call of :func:`f_spread_x` in :func:`compute` (8 KB of
+temporaries each)."""
+
+
+def _spread_x(config: Config, gamma: np.ndarray, xp: np.ndarray) -> np.ndarray:
+    """:func:`f_spread_x` ``[t, x_par]`` by blocks of at most ``_SPREAD_PAIRS`` pairs (one call
+    when there are no more)."""
+    if xp.size <= _SPREAD_PAIRS:
+        return _chunked(lambda g: f_spread_x(config, g, xp), gamma, _SPREAD_PAIRS // xp.size)
+    return np.concatenate([
+        np.concatenate([f_spread_x(config, gamma[i:i + 1], xp[j:j + _SPREAD_PAIRS])
+                        for j in range(0, xp.size, _SPREAD_PAIRS)], axis=1)
+        for i in range(gamma.size)])
 
 
 def compute(config: Config, times: Sequence[float] | np.ndarray | None = None,
@@ -414,8 +467,11 @@ def compute(config: Config, times: Sequence[float] | np.ndarray | None = None,
         from meanfield.population import compute_population
 
         return compute_population(config, t, x_par=x_par)
+    if t.size > MAX_TIMES + 1:
+        raise TheoryError(f"times: the closed form takes at most {MAX_TIMES} record times "
+                          f"besides t = 0; got {t.size - (t[0] == 0)}")
     rel = _Relu.of(config)
-    gamma = gamma_of_t(config, t, method)
+    gamma = _chunked(lambda part: gamma_of_t(config, part, method), t)
     S = np.exp(rel.log_S(gamma))
     X = rel.X(gamma)
     C, c = _asymptote(rel)
@@ -425,7 +481,7 @@ def compute(config: Config, times: Sequence[float] | np.ndarray | None = None,
         f_spread=f_spread(config, gamma, S), asymptote_C=C, asymptote_c=c, config=config,
         latex=hinge.latex_equations(config.data), method=f"relu closed form, gamma by {method}",
         x_par=xp, t_sat=None if xp is None else t_sat(config, xp),
-        f_spread_x=None if xp is None else f_spread_x(config, gamma, xp),
+        f_spread_x=None if xp is None else _spread_x(config, gamma, xp),
         **_curves(rel, gamma, S, X),
     )
 
@@ -452,6 +508,9 @@ def compute_on_schedule(config: Config, step_times: Sequence[float] | np.ndarray
     """
     rel = _Relu.of(config)
     c = config
+    if np.size(step_times) > MAX_SCHEDULE_STEPS + 1:
+        raise TheoryError(f"step_times: the Euler push takes at most {MAX_SCHEDULE_STEPS} steps "
+                          f"(one Python step each); got {np.size(step_times) - 1}")
     times = check_times(step_times)
     if times[0] != 0:
         raise TheoryError("step_times must start at t = 0")

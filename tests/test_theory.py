@@ -262,3 +262,101 @@ def test_theory_refuses_what_it_does_not_cover():
         T.compute(make_config(margin=0.1), times=[0, 1])
 
 
+
+
+# ----------------------------------------------------------------------------- any record times
+
+
+def test_explicit_times_to_1e12_need_no_schedule():
+    """--times 1e3,1e6,1e9,1e12 with dt = 1: the record times are themselves (plus 0), in
+    well under a second (the uniform schedule to 1e12 is never built); gamma agrees with the
+    independent ODE route to 1e-9 and approaches the asymptote log(t)/4 + c."""
+    import time
+
+    c = make_config(d=20, times="1e3,1e6,1e9,1e12", dt=1.0)
+    start = time.perf_counter()
+    r = T.compute(c)
+    assert time.perf_counter() - start < 5.0
+    np.testing.assert_array_equal(r.t, [0.0, 1e3, 1e6, 1e9, 1e12])
+    np.testing.assert_allclose(r.gamma[1:], T.gamma_of_t(c, r.t, "ode")[1:], rtol=1e-9)
+    assert abs(r.gamma[-1] - (math.log(1e12) / 4 + r.asymptote_c)) < 1e-3
+
+
+@pytest.mark.parametrize(("times", "dt", "growth"), [("1,10,100", 1.0, 0.0),
+                                                     ("0.3,2,7.5,40", 0.5, 0.1),
+                                                     ("0,2.5,1000", 0.25, 0.0)])
+def test_explicit_times_are_the_schedule_record_times_bitwise(times, dt, growth):
+    """The record times without a schedule equal the schedule's (the route of the simulator,
+    steps[record]) exactly, and so do all the curves (same inputs, same bits)."""
+    from meanfield.schedule import schedule
+
+    c = make_config(times=times, dt=dt, growth=growth, x_par=(0.2, 1.5))
+    steps, record = schedule(c)
+    np.testing.assert_array_equal(T.default_times(c), steps[record])
+    new, old = T.compute(c), T.compute(c, times=steps[record])
+    for name in ("t", "gamma", "S", "X", "train_error", "loss", "slope", "validity",
+                 "f_spread", "t_sat", "f_spread_x"):
+        np.testing.assert_array_equal(getattr(new, name), getattr(old, name), err_msg=name)
+
+
+def test_t_max_path_is_the_schedule_record_times_and_bounded():
+    """Without explicit times: the simulator's record times where the schedule is small (exact
+    equality), log-spaced times where it would be huge, also for a geometric schedule whose
+    uniform start alone has 1e12 steps (count_steps decides, in milliseconds)."""
+    from meanfield.schedule import schedule
+
+    c = make_config(d=20, t_max=1e4, growth=0.01)
+    steps, record = schedule(c)
+    np.testing.assert_array_equal(T.compute(c).t, steps[record])
+    for c in (make_config(t_max=1e12, dt=1.0), make_config(t_max=1e12, dt=1e-3, growth=1e-12)):
+        t = T.default_times(c)
+        assert t[0] == 0 and t[-1] == 1e12 and len(t) == c.n_times + 1
+        np.testing.assert_allclose(np.diff(np.log(t[1:])), np.log(1e12 / c.dt) / (c.n_times - 1),
+                                   rtol=1e-9)
+
+
+def test_many_times_in_chunks_equal_one_call(monkeypatch):
+    """More than CHUNK times are evaluated in chunks (CHUNK lowered to 1000 here, and the
+    (t, x_par) blocks of f_spread_x to 64 pairs): the same gamma as the independent ODE route
+    (1e-9), and the same f_spread_x, t_sat and curves as one unchunked call (1e-12; the
+    chunks only split elementwise work)."""
+    c = make_config(d=30, x_par=(0.05, 0.5, 2.0))
+    t = np.concatenate([[0.0], np.geomspace(1e-3, 1e12, 2500)])
+    whole = T.compute(c, times=t)
+    monkeypatch.setattr(T, "CHUNK", 1000)
+    monkeypatch.setattr(T, "_SPREAD_PAIRS", 64)
+    r = T.compute(c, times=t)
+    pick = np.array([1, 999, 1000, 1001, t.size - 1])
+    np.testing.assert_allclose(r.gamma[pick], T.gamma_of_t(c, t[pick], "ode"), rtol=1e-9)
+    for name in ("gamma", "S", "X", "train_error", "loss", "f_spread", "t_sat", "f_spread_x"):
+        np.testing.assert_allclose(getattr(r, name), getattr(whole, name), rtol=1e-12,
+                                   err_msg=name)
+    monkeypatch.setattr(T, "_SPREAD_PAIRS", 2)  # fewer pairs than x_par values: per time
+    np.testing.assert_allclose(T._spread_x(c, whole.gamma[:7], np.asarray(c.x_par)),
+                               whole.f_spread_x[:7], rtol=1e-12)
+
+
+def test_refusals_name_the_limit_instead_of_allocating(monkeypatch):
+    """The closed form, the Euler push and the population solver refuse more times or steps
+    than their stated limits with a TheoryError naming the limit, before any work (limits
+    lowered here so that the boundary itself is tested: the limit passes, one more fails)."""
+    import time
+
+    from meanfield import population
+
+    monkeypatch.setattr(T, "MAX_TIMES", 10)
+    c = make_config(d=20)
+    assert T.compute(c, times=np.arange(11.0)).t.size == 11  # 10 besides t = 0
+    with pytest.raises(T.TheoryError, match="at most 10 record times besides t = 0; got 11"):
+        T.compute(c, times=np.arange(12.0))
+    with pytest.raises(T.TheoryError, match="n_times: at most 10"):
+        T.default_times(make_config(n_times=11))
+    monkeypatch.setattr(T, "MAX_SCHEDULE_STEPS", 50)
+    assert T.compute_on_schedule(c, np.arange(51.0)).t.size == 51
+    with pytest.raises(T.TheoryError, match=r"at most 50 steps .*; got 51"):
+        T.compute_on_schedule(c, np.arange(52.0))
+    monkeypatch.setattr(population, "MAX_POPULATION_TIMES", 3)
+    start = time.perf_counter()
+    with pytest.raises(T.TheoryError, match="at most 3 record times"):
+        T.compute(make_config(d=10, activation="tanh"), times=[0, 1, 2, 3])
+    assert time.perf_counter() - start < 1.0
