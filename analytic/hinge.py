@@ -238,7 +238,9 @@ def relu_reduction() -> dict[str, sp.Expr]:
     da, dw = (sp.simplify(e.subs(y_abs, 2 * V)) for e in (da, dw))
     kap = sp.simplify(dw / a)
     _require_zero(da - kap * w_par, "da/dt = kappa w_par")
-    return {"kappa": kap, "da_dt": kap * w_par, "dw_par_dt": kap * a, "dw_perp_dt": sp.S.Zero}
+    return {"kappa": kap, "da_dt": kap * w_par, "dw_par_dt": kap * a, "dw_perp_dt": sp.S.Zero,
+            # the two identities above, as sympy simplified them (shown by meanfield derive)
+            "theta_even": even_theta, "relu_odd": odd_relu}
 
 
 # ----------------------------------------------------------------------------- 3. ReLU solution
@@ -381,6 +383,7 @@ def data_law(law: str) -> dict[str, sp.Expr]:
         "C": C_expr,
         "c": c_of_C.subs(C, C_expr),
         "c_of_C": c_of_C,
+        "t_of_G": t_of_G,  # t(G) = int_0^G exp(4 g)/C dg, the step from C to c
         # finite-N indicator: |drive orthogonal to w*| / parallel drive (see meanfield.theory)
         "perp_sq_U": (d - 1) * P_X if law == "gaussian" else d * P_X - M2_X,
     }
