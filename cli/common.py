@@ -102,10 +102,10 @@ def progress_bar(config: Config, show: bool | None) -> Iterator[Callable[[int], 
     ``on_step(n)`` callback of :func:`meanfield.simulate.simulate`."""
     from tqdm import tqdm
 
-    from meanfield.simulate import expected_steps
+    from meanfield.simulate import check_steps
 
     show = sys.stderr.isatty() if show is None else show
-    bar = tqdm(total=expected_steps(config), disable=not show, unit="step", leave=False,
+    bar = tqdm(total=check_steps(config), disable=not show, unit="step", leave=False,
                dynamic_ncols=True)
 
     def on_step(n: int) -> None:

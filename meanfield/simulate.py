@@ -60,6 +60,25 @@ class SimulationInterrupted(Exception):
         super().__init__(f"interrupted at step {step}; {where}")
 
 
+#: the most steps one run may take (at ~1 ms a step, about a day)
+MAX_STEPS = 100_000_000
+
+
+def check_steps(config: Config) -> int:
+    """The number of steps of the run of ``config`` (an upper bound, without building the
+    schedule); :class:`ConfigError` when it is more than :data:`MAX_STEPS`."""
+    from meanfield.schedule import schedule_steps
+
+    steps = schedule_steps(config)
+    if steps > MAX_STEPS:
+        end = max(config.times) if config.times else config.t_max
+        raise ConfigError(
+            f"dt = {config.dt:g} and growth = {config.growth:g} to t = {end:g} make about "
+            f"{steps:.3g} steps, more than the {MAX_STEPS:.0e} a run may take: raise dt or "
+            "growth, or lower t_max")
+    return steps
+
+
 class SimulationDiverged(ConfigError):
     """The weights stopped being finite numbers: the explicit step is unstable for this
     configuration (a one-line error, exit status 2, nothing written)."""
@@ -178,6 +197,7 @@ class _Run:
             raise ConfigError(f"activation/loss: {err}") from None
         if resume and checkpoint is None:
             raise ConfigError("resume needs a checkpoint file")
+        check_steps(config)
         self.config, self.checkpoint = config, checkpoint
         self.times, self.record = schedule(config)
         self.rngs = _data.streams(config.seed)
@@ -349,9 +369,3 @@ def simulate(
             raise _diverged(config, run.state.n, run.times[run.state.n],
                             "the predictor left the range of the dtype") from None
     return run.result(started)
-
-
-def expected_steps(config: Config) -> int:
-    """The number of steps of the run of ``config`` (for a progress bar)."""
-    return len(schedule(config)[0]) - 1
-

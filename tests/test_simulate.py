@@ -399,3 +399,26 @@ def test_no_held_out_set_labels_its_nan(tmp_path):
         assert np.isnan(f["test_error"][()]).all()
         assert "n_test = 0" in f["test_error"].attrs["non_finite"]
         assert "non_finite" not in f["gamma"].attrs and np.isfinite(f["gamma"][()]).all()
+
+
+def test_too_many_steps_are_refused_before_any_work(tmp_path):
+    """1e15 steps would take years and the schedule alone petabytes: refused in well under a
+    second from the step count (no schedule built), by the library and the command."""
+    import time
+
+    from click.testing import CliRunner
+
+    from cli.main import main
+    from meanfield.simulate import MAX_STEPS, check_steps
+
+    c = make_config(M=2, N=10, d=3, dt=1e-9, t_max=1e6)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="more than the 1e\\+08 a run may take"):
+        simulate(c)
+    assert time.perf_counter() - start < 1.0
+    assert check_steps(make_config(dt=1.0, t_max=2000.0)) >= 2000
+    assert check_steps(make_config(dt=1.0, t_max=float(MAX_STEPS) / 2)) <= MAX_STEPS
+    res = CliRunner().invoke(main, ["simulate", "--dt", "1e-9", "--t-max", "1e6",
+                                    "-o", str(tmp_path / "s.h5")])
+    assert res.exit_code == 2 and "raise dt or growth" in res.output
+    assert list(tmp_path.iterdir()) == []
