@@ -94,13 +94,20 @@ def test_table_output():
 
 
 def test_latex_output():
-    result = run("erf", "--latex")
+    """--latex prints a complete document holding the closed forms, one equation each (the
+    lines --latex printed before the document: phi, 6 moments, 9 affine coefficients)."""
+    result = run("erf", "--latex", "--section", "moments")
     assert result.exit_code == 0
-    lines = result.output.strip().splitlines()
-    assert lines[0].startswith(r"\phi(x) =")
-    assert len(lines) == 1 + 6 + 9
-    assert any(line.startswith(r"\zeta = ") and r"\sqrt{3}" in line for line in lines)
-    assert r"\operatorname{asin}" in result.output
+    tex = result.output
+    assert tex.startswith(r"\documentclass") and tex.rstrip().endswith(r"\end{document}")
+    shown = [line for line in tex.splitlines() if line.startswith(r"\fitdisplay{")]
+    assert shown[0] == r"\fitdisplay{\phi(x) = \operatorname{erf}{\left(x \right)}}"
+    assert len(shown) == 1 + 6
+    assert any(line.startswith(r"\fitdisplay{\zeta = ") and r"\sqrt{3}" in line
+               for line in shown)
+    full = run("erf", "--latex").output
+    assert len([line for line in full.splitlines() if line.startswith(r"\fitdisplay{")]) > 16
+    assert r"\operatorname{asin}" in full and "Mean-field theory" in full
 
 
 @pytest.mark.parametrize("args, problem", [
@@ -157,3 +164,186 @@ def test_verify_rows_are_reported(monkeypatch):
     assert [r["d"] for r in out["verify"]] == [10, 20]
     table = run("relu", "--verify").output
     assert "Verification" in table and "0.005" in table
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+RELU_NAMED = ["node_da_dt", "node_dw_dt", "kappa", "reduced", "a_of_gamma", "w_par_of_gamma",
+              "output", "unsatisfied_set", "density", "V", "train_error", "loss",
+              "gamma_equation", "early_slope", "late_asymptote", "asymptote_c", "t_sat"]
+
+
+def test_all_is_every_section_and_the_existing_keys_stay():
+    """--section all (the default) is the union of the sections; the keys the command had
+    before the mean-field section keep their order, and "meanfield" comes last."""
+    out = run_json("relu")
+    assert list(out) == ["activation", "expression", "expression_latex", "kinks", "moments",
+                         "affine", "d", "t2", "lr_ratio", "version", "kernels", "meanfield"]
+    for section, key in (("moments", "moments"), ("affine", "affine"), ("kernels", "kernels"),
+                         ("meanfield", "meanfield")):
+        part = run_json("relu", "--section", section)
+        assert part[key] == out[key], section
+        others = {"moments", "affine", "kernels", "meanfield"} - {key}
+        assert not others & set(part), section
+    table = run("relu").output
+    assert table.startswith(run("relu", "--section", "moments").output.splitlines()[0])
+    assert "Mean-field theory of hinge-loss training" in table
+
+
+def test_meanfield_json_is_the_derived_objects():
+    """Every equation is {"latex", "text", "srepr"}; its srepr reads back through the
+    whitelisted reader as the expression analytic.hinge derived."""
+    from analytic import hinge as H
+    from analytic.cache import from_srepr
+
+    mf = run_json("max(x, 0)", "--section", "meanfield")["meanfield"]
+    assert mf["closed_form"] is True and "note" not in mf
+    assert list(mf["equations"]) == RELU_NAMED
+    assert mf["parameters"] == ["alpha", "beta", "h", "sa", "sw", "d"]
+    for entry in mf["equations"].values():
+        assert set(entry) == {"latex", "text", "srepr"}
+    dl = H.data_law("gaussian")
+    for name, key in (("V", "V"), ("late_asymptote", "C"), ("early_slope", "early_slope"),
+                      ("train_error", "P_U")):
+        assert from_srepr(mf["equations"][name]["srepr"]) == dl[key]
+    assert from_srepr(mf["equations"]["t_sat"]["srepr"]) == H.relu_solution()["gamma_sat"]
+    assert mf["equations"]["late_asymptote"]["latex"] == H.latex_equations(
+        "gaussian")["late_asymptote"]
+
+
+def test_other_activations_get_the_population_drives_and_the_reason():
+    mf = run_json("tanh", "--section", "meanfield", "--data", "sphere")["meanfield"]
+    assert mf["closed_form"] is False and mf["data"] == "sphere"
+    assert list(mf["equations"]) == ["node_da_dt", "node_dw_dt", "density", "population_F_a",
+                                     "population_F_w", "population_F_rho", "population_F_f"]
+    assert "needs ReLU" in mf["note"] and "x -> -x" in mf["note"]
+    text = run("tanh", "--section", "meanfield").output
+    assert "needs ReLU" in text and "E_z[F_a]" in text
+
+
+def test_subs_constants_against_an_independent_evaluation():
+    """At --subs d=100 (the other parameters at their defaults, 1): C, c, the early slope."""
+    out = run_json("relu", "--section", "meanfield", "--subs", "d=100")
+    mf = out["meanfield"]
+    C = 16 * math.sqrt(2) * math.sqrt(100) * 1 * 1 / (math.sqrt(math.pi) * 1 * (1 + 1) ** 2)
+    assert mf["constants"]["C"]["value"] == pytest.approx(C, rel=1e-12)
+    assert mf["constants"]["c"]["value"] == pytest.approx(math.log(4 * C) / 4, rel=1e-12)
+    assert mf["constants"]["early_slope"]["value"] == pytest.approx(
+        1 / math.sqrt(2 * math.pi * 100), rel=1e-12)
+    for entry in mf["constants"].values():
+        assert set(entry) == {"value", "exact", "latex"} and entry["exact"] is True
+    assert mf["subs"] == {"d": 100}
+    assert mf["point"] == {"alpha": 1, "beta": 1, "h": 1, "sa": 1, "sw": 1, "d": 100}
+    assert set(mf["substituted"]) == set(mf["equations"])
+    late = mf["substituted"]["late_asymptote"]
+    assert late["exact"] is True and "d" not in late["text"].split("C = ")[1]
+    text = run("relu", "--section", "meanfield", "--subs", "d=100,alpha=2").output
+    assert "Constants at alpha = 2, beta = 1, h = 1, sa = 1, sw = 1, d = 100" in text
+    assert "at alpha = 2, d = 100 (exact):" in text
+
+
+def test_subs_d_sets_the_affine_d():
+    out = run_json("relu", "--subs", "d=50")
+    assert out["d"] == 50 and out["t2"] == 0.02
+    assert run_json("relu", "--subs", "d=50", "--d", "50")["affine"] == out["affine"]
+    assert run_json("relu", "--subs", "alpha=2", "--d", "40")["d"] == 40
+
+
+def test_steps_in_the_order_of_analytic_hinge():
+    mf = run_json("relu", "--section", "meanfield", "--steps")["meanfield"]
+    numbers = [s["step"] for s in mf["steps"]]
+    assert numbers[:4] == ["1.1", "1.2", "2.1", "2.2"] and numbers[-1] == "4.10"
+    assert [s["name"] for s in mf["steps"]][2:4] == ["theta_even", "relu_odd"]
+    assert all(s["reason"] and s["function"].startswith("analytic.hinge.")
+               for s in mf["steps"])
+    kappa = next(s for s in mf["steps"] if s["name"] == "kappa")
+    assert ("theta(u) + theta(-u) = 1 and relu(u) - relu(-u) = u" in kappa["reason"]
+            and "x -> -x" in kappa["reason"])
+    text = run("relu", "--section", "meanfield", "--steps").output
+    assert "Step 3. Hyperbolic solution in gamma (analytic.hinge.relu_solution):" in text
+    assert "why: sympy dsolve" in text
+
+
+@pytest.mark.parametrize("suffix, magic", [(".tex", b"\\documentclass"), (".json", b"{"),
+                                           (".png", b"\x89PNG"), (".pdf", b"%PDF"),
+                                           (".txt", b"activation relu")])
+def test_output_files(tmp_path, suffix, magic):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    path = folder / f"derivation{suffix}"
+    result = run("relu", "--section", "meanfield", "-o", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"derivation written to {path}"
+    assert path.read_bytes().startswith(magic)
+    assert [p.name for p in folder.iterdir()] == [path.name]  # no temporary file left
+    if suffix == ".json":
+        assert json.loads(path.read_text())["meanfield"]["equations"]
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["relu", "--section", "everything"], "--section='everything' is not allowed"),
+    (["relu", "--data", "cube"], "--data='cube' is not allowed"),
+    (["relu", "--subs", "d"], "is not NAME=NUMBER"),
+    (["relu", "--subs", ""], "is not NAME=NUMBER"),
+    (["relu", "--subs", "d=100,"], "is not NAME=NUMBER"),
+    (["relu", "--subs", "x=1"], "unknown parameter 'x'"),
+    (["relu", "--subs", "D=100"], "unknown parameter 'D'"),
+    (["relu", "--subs", "__import__('os')"], "is not NAME=NUMBER"),
+    (["relu", "--subs", "d=__import__('os').system('true')"], "is not an integer"),
+    (["relu", "--subs", "alpha=exp(1)"], "is not a number"),
+    (["relu", "--subs", "alpha=nan"], "is not a number"),
+    (["relu", "--subs", "alpha=1e999"], "is not a number"),
+    (["relu", "--subs", "alpha=1;d=3"], "is not a number"),
+    (["relu", "--subs", "d=2.5"], "is not an integer"),
+    (["relu", "--subs", "d=1"], "d must be >= 2"),
+    (["relu", "--subs", "alpha=0"], "alpha must be > 0"),
+    (["relu", "--subs", "sa=0,sw=0"], "sa and sw cannot both be 0"),
+    (["relu", "--subs", "sa=-1"], "sa must be >= 0"),
+    (["relu", "--subs", "h=1,h=2"], "h given twice"),
+    (["relu", "--subs", "d=50", "--d", "40"], "disagree"),
+    (["relu", "--subs", "d=50", "--t2", "0.1"], "exclusive"),
+    (["relu", "--section", "meanfield", "--verify"], "--verify"),
+    (["relu", "--json", "-o", "x.png"], "figure"),
+    (["relu", "--latex", "-o", "x.json"], "does not match"),
+])
+def test_bad_mean_field_input_one_line_exit_2_nothing_evaluated(tmp_path, monkeypatch, args,
+                                                                problem):
+    """Refused before anything is computed (the derivation, the moments would fail here) and
+    before any file is written."""
+    import analytic.derivation
+    import analytic.gaussian
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("evaluated")
+
+    monkeypatch.setattr(analytic.derivation, "derive", never)
+    monkeypatch.setattr(analytic.gaussian, "moments", never)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    result = run(*args, *([] if "-o" in args else ["-o", str(folder / "out.tex")]))
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and problem in lines[0] and "allowed" in lines[0], result.output
+    assert "Traceback" not in result.output
+    assert list(folder.iterdir()) == []
+
+
+def test_hostile_subs_text_is_never_run(tmp_path):
+    import builtins
+
+    for text in ("d=__import__('builtins').setattr(__import__('builtins'),'pwn',1)",
+                 "__import__('builtins').setattr(__import__('builtins'),'pwn',1)=1"):
+        result = run("relu", "--subs", text)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert not hasattr(builtins, "pwn")
+
+
+def test_missing_output_folder_is_refused(tmp_path):
+    result = run("relu", "-o", str(tmp_path / "absent" / "d.tex"))
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: -o {tmp_path / 'absent' / 'd.tex'}: output folder "
+        f"{str(tmp_path / 'absent')!r} does not exist; allowed: a file in an existing folder"]
+    assert not (tmp_path / "absent").exists()
