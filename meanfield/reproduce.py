@@ -64,14 +64,37 @@ def figure_config(name: str, quick: bool = False, **overrides) -> Config:
 
 
 def _derive(config: Config, path: Path) -> None:
-    """The derived equations of the hinge theory for ``config``'s data law, as LaTeX (one
-    ``% name`` comment and one display per equation)."""
-    from analytic import hinge
+    """The derivation document of ``config``'s activation and data law, as written by
+    ``meanfield derive ACTIVATION --data DATA --steps --subs alpha=..,d=.. --latex``: the
+    Gaussian moments, kernels and affine NTK (at ``config.d``) and the mean-field theory, every
+    step with its reason and substituted at the configuration's parameters, with the constants
+    ``C``, ``c`` and the early slope; a complete LaTeX document, written atomically."""
+    import shlex
+    import sys
+    from fractions import Fraction
 
-    lines = [f"% meanfield reproduce: hinge theory, data = {config.data}"]
-    for name, tex in hinge.latex_equations(config.data).items():
-        lines += [f"% {name}", rf"\[ {tex} \]"]
-    path.write_text("\n".join(lines) + "\n")
+    from analytic import document
+    from analytic.activations import get_activation
+    from analytic.gaussian import moments
+    from analytic.kernels import affine_coefficients, kernel_report
+    from analytic.typeset import latex_document, write_text
+    from meanfield import io
+
+    act = get_activation(config.activation)
+    names = ("alpha", "beta", "h", "sa", "sw", "d")
+    values = {k: Fraction(str(getattr(config, k))) for k in names}
+    found = moments(act)
+    closed = {"moments": found, "kernels": kernel_report(act, found),
+              "affine": affine_coefficients(found, Fraction(1, config.d), Fraction(1))}
+    subs = ",".join(f"{k}={getattr(config, k)}" for k in names)
+    command = shlex.join(["meanfield", "derive", config.activation, "--data", config.data,
+                          "--steps", "--subs", subs, "--latex"])
+    rows = document.provenance(command, io.package_version(), io.git_revision())
+    rows += (("written by", shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])),)
+    doc = document.document(act, config.data, document.SECTIONS, provenance_rows=rows,
+                            steps=True, values=values, point=values, closed_forms=closed,
+                            where=f"d = {config.d}, t2 = 1/d, lr2/lr1 = 1")
+    write_text(path, latex_document(doc))
 
 
 def _reusable(out: Path, config: Config, overwrite: bool) -> dict[str, bool]:
