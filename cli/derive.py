@@ -228,6 +228,9 @@ def derive(activation: str | None, data: str, section: str, steps: bool, subs: s
     if verify and "affine" not in shown:
         raise BadInput(f"--verify checks the affine NTK, not shown by --section {section}; "
                        "allowed: --section affine or all")
+    if steps and "meanfield" not in shown:
+        raise BadInput(f"--steps shows the mean-field derivation, not shown by --section "
+                       f"{section}; allowed: --section meanfield or all")
     values = parse_subs(subs) if subs is not None else {}
     dim, t2_value, ratio = _resolve(_subs_d(values, d, t2), t2, lr_ratio)
     path, fmt = _output(output, as_json, as_latex)

@@ -304,6 +304,7 @@ def test_output_files(tmp_path, suffix, magic):
     (["relu", "--subs", "d=50", "--d", "40"], "disagree"),
     (["relu", "--subs", "d=50", "--t2", "0.1"], "exclusive"),
     (["relu", "--section", "meanfield", "--verify"], "--verify"),
+    (["relu", "--section", "moments", "--steps"], "--steps"),
     (["relu", "--json", "-o", "x.png"], "figure"),
     (["relu", "--latex", "-o", "x.json"], "does not match"),
 ])
