@@ -22,7 +22,9 @@ from meanfield.config import options_for
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="HDF5 file to write (netCDF4-valid); required unless --latex.")
 @click.option("--latex", is_flag=True,
-              help="print the derived equations (LaTeX) for the data law and exit.")
+              help="print the derived equations (LaTeX) for the data law and exit; the "
+                   "whole derivation, step by step with reasons, as a document or a figure: "
+                   "meanfield derive ACTIVATION --section meanfield.")
 @overwrite_option
 @reports_bad_input
 def theory(config_path: str | None, output: str | None, latex: bool, overwrite: bool,
