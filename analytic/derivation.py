@@ -189,9 +189,10 @@ def _relu_equations() -> dict[str, Equation]:
     return {name: _eq(name, *pieces, reason=REASONS[name]) for name, *pieces in rows}
 
 
-def _density(law: str) -> Equation:
-    dl = H.data_law(law)
-    p = dl["density"].subs(sp.Symbol("x", real=True), H.x_par)
+def _density(law: str, relu: bool = True) -> Equation:
+    """The density of ``x_par``: from the data law (ReLU, which derives it all) or alone."""
+    p = H.data_law(law)["density"] if relu else H.density(law)
+    p = p.subs(sp.Symbol("x", real=True), H.x_par)
     return _eq("density", T(r"p(x_\parallel) = ", "p(x_par) = ", "p(x∥) = "), Math(p),
                reason=REASONS[f"density_{law}"])
 
@@ -394,7 +395,7 @@ def derive(act: Activation, law: str) -> Derivation:
         eqs.update(_relu_equations())
         eqs.update(_law_equations(law))
     else:
-        eqs["density"] = _density(law)
+        eqs["density"] = _density(law, relu=False)
         eqs.update(_population_equations(act))
     plan = RELU_GROUPS if relu else POPULATION_GROUPS
     groups = []

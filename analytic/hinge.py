@@ -318,6 +318,14 @@ def _density(law: str) -> tuple[sp.Expr, sp.Expr]:
 
 @functools.lru_cache(maxsize=2)
 @_disk_cached
+def density(law: str) -> sp.Expr:
+    """The density of ``x_par`` under ``law``, in the variable ``x`` (the ``density`` of
+    :func:`data_law`, without deriving the rest of the data law)."""
+    return _density(law)[0]
+
+
+@functools.lru_cache(maxsize=2)
+@_disk_cached
 def data_law(law: str) -> dict[str, sp.Expr]:
     """Unsatisfied-set quantities and the gamma equation for ``law`` (``gaussian``/``sphere``).
 

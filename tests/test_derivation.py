@@ -218,6 +218,8 @@ def test_relu_is_decided_by_is_relu_and_the_note_gives_the_reason():
     for name in ("softplus", "leaky_relu:0.1"):  # the identities hold up to a constant factor
         assert "up to a constant factor" in D.note_text(
             D.derive(get_activation(name), "gaussian").note)
+    assert H.density("sphere") == H.data_law("sphere")["density"]
+    assert _read(tanh.equations["density"].srepr()) == _hinge_objects("sphere")["density"]
     ints = H.population_integrands(get_activation("tanh"))
     for key in ("F_a", "F_w", "F_rho", "F_f"):
         assert _read(tanh.equations[f"population_{key}"].srepr()) == (ints[key],)
