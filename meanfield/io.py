@@ -349,7 +349,12 @@ def open_meanfield(path: str | Path, kind: str | None = None) -> h5py.File:
     damaged content into :class:`NotMeanfieldFile`.
     """
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as err:  # a name the system refuses (too long, NUL)
+        reason = getattr(err, "strerror", None) or _one_line(err)
+        raise NotMeanfieldFile(f"{_short(path)!r} cannot be read: {reason}") from None
+    if not found:
         raise NotMeanfieldFile(f"{str(path)!r} does not exist")
     try:
         f = h5py.File(path, "r")

@@ -297,6 +297,48 @@ def test_compare_on_a_damaged_file_in_a_real_process(made, tmp_path):
     assert res.returncode == 2 and "damaged" in _one_line(res.stderr), res.stderr
 
 
+READ_EACH = """
+import sys
+from meanfield.files.simulation import read_simulation
+from meanfield.io import NotMeanfieldFile
+for path in sys.argv[1:]:
+    try:
+        read_simulation(path)
+        print("read", flush=True)
+    except NotMeanfieldFile as err:
+        print("refused" if "\\n" not in str(err) else "refused on several lines", flush=True)
+    except BaseException as err:
+        print("ERROR", type(err).__name__, " ".join(str(err).split())[:200], flush=True)
+"""
+
+
+def test_flipped_bits_in_the_metadata_never_crash_the_reader(made, tmp_path):
+    """Bits flipped at 60 random places outside the data (headers, attributes, b-trees; not
+    checksummed in this file format): each file is read or refused with one line, never a
+    crash of the HDF5 library (the reads run in a subprocess) nor another exception."""
+    src = made / "sim.h5"
+    raw = src.read_bytes()
+    data = np.zeros(len(raw), dtype=bool)
+    with h5py.File(src, "r") as f:
+        for obj in f.values():
+            for i in range(obj.id.get_num_chunks() if obj.chunks else 0):
+                info = obj.id.get_chunk_info(i)
+                data[info.byte_offset: info.byte_offset + info.size] = True
+    rng = np.random.default_rng(7)
+    paths = []
+    for k, where in enumerate(rng.choice(np.flatnonzero(~data), 60, replace=False)):
+        damaged = bytearray(raw)
+        damaged[where] ^= 1 << int(rng.integers(8))
+        paths.append(tmp_path / f"m{k}.h5")
+        paths[-1].write_bytes(bytes(damaged))
+    res = subprocess.run([sys.executable, "-c", READ_EACH, *map(str, paths)], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    outcomes = res.stdout.split("\n")[:-1]
+    assert res.returncode == 0 and len(outcomes) == len(paths), (res.returncode, res.stderr)
+    assert set(outcomes) <= {"read", "refused"}, [o for o in outcomes if o.startswith("E")]
+    assert "refused" in outcomes
+
+
 def test_a_damaged_checkpoint_is_one_line(tmp_path):
     """A checkpoint with a flipped bit in the weights: simulate refuses it (exit 2, one line
     pointing to --fresh) instead of resuming from wrong weights; --fresh runs."""
