@@ -266,11 +266,13 @@ def draw_figure(doc: Document) -> object:
     return fig
 
 
-def write_figure(doc: Document, path: Path) -> None:
-    """Draw the document and save it as ``path`` (PNG or PDF by its suffix), atomically."""
+def write_figure(doc: Document, path: Path, keywords: str = "") -> None:
+    """Draw the document and save it as ``path`` (PNG or PDF by its suffix), atomically, with
+    ``keywords`` in its metadata."""
     fig = draw_figure(doc)
     fmt = path.suffix.lower().lstrip(".")
-    write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, facecolor="white"))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, facecolor="white",
+                                               metadata={"Keywords": keywords}))
 
 
 # ----------------------------------------------------------------------------- files

@@ -19,6 +19,7 @@ needed so that a cold ``meanfield derive relu --section moments`` stays fast.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -30,12 +31,14 @@ from typing import Any
 
 import click
 
-from cli.common import BadInput, reports_bad_input
+from cli.common import BadInput, overwrite_option, reports_bad_input
 
 DEFAULT_D = 100
 SECTIONS = ("moments", "kernels", "affine", "meanfield")
 DATA_LAWS = ("gaussian", "sphere")
 FIGURE_SUFFIXES = (".png", ".pdf")
+#: written into every derivation file, followed by the request's identity (:func:`_identity`)
+DERIVE_TAG = "meanfield-derive-identity:"
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _SUBS_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,2})?")
 _SUBS_INTEGER = re.compile(r"\+?\d{1,13}")
@@ -201,10 +204,11 @@ def _fmt(v: Any) -> str:
                    "anything else the format of the flags.")
 @click.option("--verify", is_flag=True,
               help="Also check the affine NTK against an empirical NTK as d grows (slow).")
+@overwrite_option
 @reports_bad_input
 def derive(activation: str | None, data: str, section: str, steps: bool, subs: str | None,
            d: str | None, t2: str | None, lr_ratio: str, as_json: bool, as_latex: bool,
-           output: str | None, verify: bool) -> None:
+           output: str | None, verify: bool, overwrite: bool) -> None:
     """What the project derives for ACTIVATION: a named activation (relu, leaky_relu[:SLOPE],
     abs, linear, quadratic, cubic, step, erf, tanh, sigmoid, softplus, gelu) or an expression
     in x, e.g. "x*tanh(x)".
@@ -234,6 +238,16 @@ def derive(activation: str | None, data: str, section: str, steps: bool, subs: s
     values = parse_subs(subs) if subs is not None else {}
     dim, t2_value, ratio = _resolve(_subs_d(values, d, t2), t2, lr_ratio)
     path, fmt = _output(output, as_json, as_latex)
+    identity = _identity(activation, fmt, law=law, sections=shown, steps=steps,
+                         values=sorted(values.items()), d=dim, t2=t2_value, ratio=ratio,
+                         verify=verify)
+    tag = DERIVE_TAG + identity
+    from meanfield.files.outputs import existing_tagged
+
+    if path is not None and existing_tagged(path, identity, overwrite, DERIVE_TAG):
+        click.echo(f"{path} already holds this derivation; left untouched", err=True)
+        click.echo(f"derivation written to {path}")
+        return
 
     from analytic.activations import get_activation
 
@@ -247,10 +261,29 @@ def derive(activation: str | None, data: str, section: str, steps: bool, subs: s
     from analytic.typeset import write_figure, write_text
 
     if fmt == "figure":
-        write_figure(run.document(), path)
+        write_figure(run.document(), path, keywords=tag)
     else:
-        write_text(path, text() + "\n")
+        write_text(path, _tagged(text(), fmt, tag) + "\n")
     click.echo(f"derivation written to {path}")
+
+
+def _identity(activation: str, fmt: str, **request: Any) -> str:
+    """What determines a derivation file: the request, its format and the package version
+    (tagged into the file, so that a rerun can tell its own output from another file)."""
+    from meanfield import __version__
+
+    text = json.dumps({"activation": activation.strip(), "format": fmt, "version": __version__,
+                       **{k: str(v) for k, v in request.items()}}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _tagged(text: str, fmt: str, tag: str) -> str:
+    """``text`` carrying ``tag``: a LaTeX comment, a JSON key ``identity``, or a last line."""
+    if fmt == "latex":
+        return f"{text}\n% {tag}"
+    if fmt == "json":
+        return json.dumps({**json.loads(text), "identity": tag}, indent=2)
+    return f"{text}\n{tag}"
 
 
 def _width() -> int:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from meanfield.config import ConfigError, make_config, run_hash
-from meanfield.files.outputs import comparison_identity, existing_result, figure_identity
+from meanfield.files.outputs import comparison_identity, existing_result, tagged_identity
 
 SIM = ["--M", "20", "--N", "300", "--d", "6", "--n-test", "100", "--t-max", "8", "--dt", "0.5",
        "--n-times", "10", "--seed", "2"]
@@ -77,11 +77,11 @@ def test_theory_and_compare_reuse_and_refuse(sim_file, tmp_path):
     again = _run("compare", sim_file, "--json", "-o", out, "--plot", fig)
     assert first.exit_code == again.exit_code == 0
     assert first.stdout == again.stdout and "left untouched" in again.stderr
-    assert figure_identity(fig) == figure_identity(tmp_path / "f_errors.png") is not None
+    assert tagged_identity(fig) == tagged_identity(tmp_path / "f_errors.png") is not None
     res = _run("compare", sim_file, "--no-schedule", "-o", out)
     assert res.exit_code == 2 and "comparison of other inputs" in res.output
     res = _run("compare", sim_file, th, "--plot", fig)  # another comparison's figure
-    assert res.exit_code == 2 and "not a figure of this comparison" in res.output
+    assert res.exit_code == 2 and "holds another result" in res.output
     other = tmp_path / "mine.png"
     other.write_bytes(b"a picture of my cat")
     assert _run("compare", sim_file, "--plot", other).exit_code == 2
@@ -111,3 +111,21 @@ def test_library_refusal_names_the_file(sim_file):
     with pytest.raises(ConfigError, match="not a complete meanfield theory file"):
         existing_result(sim_file, "theory", run_hash(config))
     assert existing_result(sim_file, "theory", run_hash(config), overwrite=True) is False
+
+
+def test_derive_files_are_reused_or_refused(tmp_path):
+    """A derivation file carries the identity of its request: the same request leaves it
+    untouched, another one is refused (exit 2, file unchanged) unless --overwrite."""
+    for name in ("d.json", "d.tex", "d.txt", "d.png"):
+        path = tmp_path / name
+        args = ["derive", "relu", "--section", "moments", "-o", path]
+        assert _run(*args).exit_code == 0
+        before = _digest(path)
+        again = _run(*args)
+        assert again.exit_code == 0 and "left untouched" in again.stderr
+        other = _run("derive", "erf", "--section", "moments", "-o", path)
+        assert other.exit_code == 2 and "holds another result" in other.output
+        assert _digest(path) == before
+        assert _run("derive", "erf", "--section", "moments", "--overwrite", "-o",
+                    path).exit_code == 0
+        assert _digest(path) != before

@@ -121,20 +121,34 @@ def existing_result(path: str | Path, kind: str, identity: str, overwrite: bool 
     raise ConfigError(f"{path} already holds a {kind} of {what}; {_HINT}")
 
 
-def figure_identity(path: str | Path) -> str | None:
-    """The inputs hash a figure of :mod:`meanfield.plots` was drawn from (``None``: the file is
-    not one of its figures)."""
+def tagged_identity(path: str | Path, tag: str = FIGURE_TAG) -> str | None:
+    """The 12-character identity written after ``tag`` into a file (a figure's metadata, a
+    derivation document); ``None`` when the file carries no such tag."""
     data = Path(path).read_bytes()
-    at = data.find(FIGURE_TAG.encode())
+    at = data.find(tag.encode())
     if at < 0:
         return None
-    start = at + len(FIGURE_TAG)
+    start = at + len(tag)
     return data[start:start + 12].decode("ascii", errors="replace")
+
+
+def existing_tagged(path: str | Path, identity: str, overwrite: bool = False,
+                    tag: str = FIGURE_TAG) -> bool:
+    """Whether the file at ``path`` already holds the output tagged ``identity`` (a figure of
+    the same comparison, a derivation of the same request); :class:`ConfigError` when it
+    holds anything else, unless ``overwrite``."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    if tagged_identity(path, tag) == identity:
+        return True
+    if overwrite:
+        return False
+    raise ConfigError(f"{path} exists and holds another result; {_HINT}")
 
 
 def check_figure(path: str | Path, identity: str, overwrite: bool = False) -> None:
     """Refuse (:class:`ConfigError`) to draw over an existing file at ``path`` that is not a
-    figure of the comparison ``identity``, unless ``overwrite``."""
-    path = Path(path)
-    if path.exists() and not overwrite and figure_identity(path) != identity:
-        raise ConfigError(f"{path} exists and is not a figure of this comparison; {_HINT}")
+    figure of the comparison ``identity``, unless ``overwrite`` (a figure of the same
+    comparison is redrawn, identically)."""
+    existing_tagged(path, identity, overwrite)
