@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -279,25 +278,18 @@ def write_figure(doc: Document, path: Path, keywords: str = "") -> None:
 
 
 def write_atomic(path: Path, write: Callable[[str], object]) -> None:
-    """``write(tmp)`` to a temporary file beside ``path``, then ``os.replace`` it onto
-    ``path``: a reader sees the old file or the whole new one, never a part."""
+    """``write(tmp)`` to ``path.tmp`` beside ``path`` (a leftover of a killed run is simply
+    replaced), then ``os.replace`` it onto ``path``: a reader sees the old file or the whole new
+    one, never a part, and a failed write leaves no ``.tmp`` behind."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # as an ordinary new file, not mkstemp's 0600
+        write(str(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write_text(path: Path, text: str) -> None:

@@ -57,6 +57,10 @@ def compare(simulation: str, theory: str | None, output: str | None, as_json: bo
     for path in (output, plot):
         if path is not None:
             check_writable(path)
+    if output is not None and plot is not None and Path(output).resolve() in (
+            Path(plot).resolve(), errors_path(plot).resolve()):
+        raise BadInput(f"-o {output} and --plot {plot} name the same file; allowed: "
+                       "different files")
     sim = read_simulation(simulation)
     th = read_theory(theory) if theory is not None else None
     identity = comparison_identity(sim.config, None if th is None else th.config,

@@ -140,13 +140,9 @@ def _output(output: str | None, as_json: bool, as_latex: bool) -> tuple[Path | N
                        "--json with .json, --latex with .tex, or another suffix")
     elif suffix in (".tex", ".json"):
         fmt = "latex" if suffix == ".tex" else "json"
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise BadInput(f"-o {output}: output folder {str(parent)!r} does not exist; "
-                       "allowed: a file in an existing folder")
-    if path.is_dir():
-        raise BadInput(f"-o {output} is a folder; allowed: a file path")
-    return path, fmt
+    from meanfield.io import check_writable  # missing folder, a folder, a refused name
+
+    return check_writable(path), fmt
 
 
 def _choice(value: str, option: str, allowed: tuple[str, ...]) -> str:

@@ -69,6 +69,15 @@ class ConfigError(ValueError):
 # --- allowed ranges: each gives the text of the range and the message of a violation --------
 
 
+def _show(value: Any, short: bool = False) -> str:
+    """A number for a message: as given (``short``: ``%g``), and an integer too large for a
+    float by its leading digits and length (never an ``OverflowError``)."""
+    if isinstance(value, int) and abs(value) >= 10**16:
+        digits = str(abs(value))
+        return f"{'-' if value < 0 else ''}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+    return f"{value:g}" if short else f"{value}"
+
+
 @dataclass(frozen=True)
 class Interval:
     """``lo <= value <= hi`` (``<`` where ``lo_open`` / ``hi_open``); a missing bound is
@@ -126,9 +135,10 @@ class Interval:
     def problem(self, name: str, value: Any, config: Config) -> str | None:
         if not self.holds(value, config):
             notes = f" ({self.note})" if self.note else ""
-            return f"{name} must be {self._range(config)}{notes}, got {value}"
+            return f"{name} must be {self._range(config)}{notes}, got {_show(value)}"
         if not self.supported(value):
-            return f"{name} must be {self._support()} (the supported range), got {value:g}"
+            return (f"{name} must be {self._support()} (the supported range), "
+                    f"got {_show(value, short=True)}")
         return None
 
 
@@ -162,7 +172,7 @@ class Each:
                 return f"{name} values must be {self.inner._range(config)}, got {list(value)[:8]}"
             if not self.inner.supported(v):
                 return (f"{name} values must be {self.inner._support()} (the supported range), "
-                        f"got {v:g}")
+                        f"got {_show(v, short=True)}")
         return None
 
 

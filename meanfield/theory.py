@@ -45,7 +45,7 @@ from scipy.interpolate import CubicHermiteSpline
 
 from analytic import hinge
 from analytic.activations import is_relu
-from meanfield.config import Config, ConfigError
+from meanfield.config import MAX_TIME, Config, ConfigError
 from meanfield.files.theory import TheoryResult
 from meanfield.schedule import schedule
 
@@ -242,14 +242,17 @@ def gamma_of_t(config: Config, t: Sequence[float] | np.ndarray, method: str = "q
 
 def t_sat(config: Config, x_par: Sequence[float] | np.ndarray) -> np.ndarray:
     """First time at which an example with this ``|x_par|`` is satisfied, ``S(t)|x_par| >= h``:
-    ``t(gamma_sat)`` with ``gamma_sat = asinh(h/(S_coef |x_par|))/2`` (``inf`` at 0)."""
+    ``t(gamma_sat)`` with ``gamma_sat = asinh(h/(S_coef |x_par|))/2`` (``inf`` at 0, and for
+    an ``x_par`` so small that it is satisfied only after ``MAX_TIME``)."""
     rel = _Relu.of(config)
     c = config
     xp = np.abs(np.asarray(x_par, dtype=np.float64))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         g_sat = np.asarray(rel.num.gamma_sat(xp, c.alpha, c.h, c.d, c.sa, c.sw), np.float64)
     out = np.full(xp.shape, np.inf)
-    ok = np.isfinite(g_sat)
+    # beyond the largest supported time the answer is labelled inf (tiny x_par, ~1e-150 and
+    # below, would otherwise need t far past the float range)
+    ok = np.isfinite(g_sat) & (g_sat <= gamma_of_t_quad(config, [MAX_TIME])[0])
     if ok.any():
         edges, cum = _t_of_gamma_table(rel, 0.0)
         while edges[-1] < g_sat[ok].max():

@@ -82,3 +82,13 @@ def test_a_wrong_theory_disagrees(real_run, name, field, must_fail):
                                     str(real_run / f"{name}.h5"), "--strict"])
     assert res.exit_code == 1
     assert f"{field} (simulation" in res.output  # the warning names the parameter
+
+
+def test_output_and_plot_on_one_file_are_refused(write_sim_fixture, files):
+    config, tmp = files
+    write_sim_fixture(tmp / "sim.h5", config)
+    for plot in ("fig.PNG", "fig_errors.PNG"):
+        res = CliRunner().invoke(main, ["compare", str(tmp / "sim.h5"), "-o",
+                                        str(tmp / plot), "--plot", str(tmp / "fig.PNG")])
+        assert res.exit_code == 2 and "name the same file" in res.output
+    assert sorted(p.name for p in tmp.iterdir()) == ["sim.h5", "theory.h5"]

@@ -193,12 +193,14 @@ CAPS = [
     ({}, "t_max", 1e15, 2e15, "t_max must be at least 1e-09, at most 1e+15 (the supported "
      "range), got 2e+15"),
     ({}, "seed", 2**63 - 1, 2**63, "seed must be at most 9.22337e+18 (the supported range), "
-     "got 9.22337e+18"),
+     "got 9.223e+18"),
+    ({}, "seed", 0, 10**400, "seed must be at most 9.22337e+18 (the supported range), "
+     "got 1.000e+400"),
     ({}, "threads", 4096, 4097, "threads must be at most 4096 (the supported range), got 4097"),
     ({}, "n_times", 10**6, 10**6 + 1,
      "n_times must be at most 1e+06 (the supported range), got 1e+06"),
     ({}, "checkpoint_every", 2**63 - 1, 2**64,
-     "checkpoint_every must be at most 9.22337e+18 (the supported range), got 1.84467e+19"),
+     "checkpoint_every must be at most 9.22337e+18 (the supported range), got 1.844e+19"),
     ({}, "x_par", "1e6", "0,2e6", "x_par values must be at most 1e+06 (the supported range), "
      "got 2e+06"),
     ({}, "times", "1e15", "1,2e15", "times must be <= 1e+15, got 2e+15"),

@@ -360,3 +360,29 @@ def test_refusals_name_the_limit_instead_of_allocating(monkeypatch):
     with pytest.raises(T.TheoryError, match="at most 3 record times"):
         T.compute(make_config(d=10, activation="tanh"), times=[0, 1, 2, 3])
     assert time.perf_counter() - start < 1.0
+
+
+def test_t_sat_past_the_supported_times_is_a_labelled_inf(tmp_path):
+    """An x_par so small that S(t)|x_par| reaches h only after t = 1e15 (tiny x_par need t
+    far past the float range) gets t_sat = inf, quickly, labelled in the file; ordinary values
+    keep their finite t_sat (compared with the closed form of t(gamma) written here)."""
+    import time
+
+    import h5py
+
+    from meanfield.files.theory import write_theory
+
+    c = make_config(d=20, t_max=100.0, x_par=(0.0, 1e-273, 1e-15, 0.5))
+    start = time.perf_counter()
+    out = T.t_sat(c, c.x_par)
+    assert time.perf_counter() - start < 5.0
+    assert np.isinf(out[:3]).all() and np.isfinite(out[3])
+    # x_par = 0.5 is satisfied when K sinh(2 gamma) 0.5 = h, K = alpha (sa^2+sw^2)/(4 sqrt d):
+    # gamma(t_sat) by the ODE route equals that gamma (both solvers agree to 1e-9)
+    K = c.alpha * (c.sa**2 + c.sw**2) / (4 * math.sqrt(c.d))
+    g = T.gamma_of_t(c, [out[3]], "ode")[0]
+    assert g == pytest.approx(0.5 * math.asinh(c.h / (K * 0.5)), rel=1e-8)
+    r = T.compute(c, x_par=c.x_par)
+    write_theory(r, tmp_path / "t.h5")
+    with h5py.File(tmp_path / "t.h5") as f:
+        assert "after t = 1e15" in f["t_sat"].attrs["non_finite"]

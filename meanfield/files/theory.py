@@ -130,7 +130,8 @@ def write_theory(result: TheoryResult, path: str | Path) -> None:
             if result.t_sat is not None:
                 write_variable(f, "t_sat", result.t_sat, ("x_par",), {
                     "units": TIME_UNITS, "long_name": "first time with S(t)|x_par| >= h",
-                    "non_finite": "inf: never satisfied (x_par = 0)"})
+                    "non_finite": "inf: never satisfied (x_par = 0), or satisfied only after "
+                                  "t = 1e15, the largest supported time"})
             if result.f_spread_x is not None:
                 write_variable(f, "f_spread_x", result.f_spread_x, ("t", "x_par"), {
                     "units": DIMENSIONLESS, "long_name": "std of f(x) at fixed x_par over "
