@@ -544,8 +544,6 @@ def test_sigkill_compare(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="reproduce writes derivation.tex through a randomly "
-                   "named .derivation.tex.*.tmp that a kill leaves and no later run replaces")
 def test_sigkill_reproduce_quick(tmp_path):
     args = ["reproduce", "pb-fig1", "--quick", "--out", "."]
     outputs = ["derivation.tex", "theory.h5", "simulation.h5", "compare.h5", "fig1.png",
