@@ -1,0 +1,354 @@
+"""Peak memory of a command, estimated from its configuration before anything is allocated.
+
+:func:`estimate` itemises the arrays a command holds at its peak (sizes from the config alone,
+in O(1) time: the step count comes from :func:`meanfield.schedule.schedule_steps`), plus a
+fixed process baseline; :func:`check_memory` refuses, with a :class:`meanfield.config.
+ConfigError` of one line, a run whose estimate exceeds the available memory
+(:func:`available_memory`) or a given budget (:func:`parse_size` reads ``--max-memory``).
+
+What is counted for ``simulate`` (``s`` the itemsize of the run dtype, ``b = min(2048, N)``
+the engine's block, ``K`` the steps, ``R`` the record times, ``n`` the recorded nodes):
+
+- persistent: training set ``N d s`` plus ``x_par``, labels in the dtype and in float64;
+  held-out set likewise with ``n_test``; weights ``a, W, a0, W0``, the velocity ``k1``, the
+  recorder's scratch (Heun: predictor and ``k2``; full batch: the certificate's ``W_prev``,
+  ``W_anchor``); the engine's block buffers (``Z``, ``G`` and, by activation, ``S``, ``P``,
+  ``sigma g``: ``b x M``; ``Xg``, ``XU``: ``b x d``; ``acc_W``, ``tmp_W``, ``Ws``: ``M x
+  d``); the certificate's per-example float64 arrays (``|x|``, margin, bound, dist, tau,
+  ``s2``, ``|x_perp|``; with skipping also ``phi`` (``N x 5``), ``C`` and ``|C|`` (``N x 4``
+  each)); the first satisfaction times and flags; the records (``R x n x 3`` node series,
+  ``R x`` :data:`meanfield.files.simulation.SERIES`); the step schedule (``K + 1`` float64,
+  built from a list of Python floats: 40 bytes a step); a mini-batch (twice: the next one is
+  drawn while the last is referenced) with the index permutation, or an online batch (twice);
+- the largest transient of one step: the certificate's advance (about 14 float64 per example,
+  the out-of-subspace pass on a copy of the examples at risk, counted as all of them, with its
+  float64 blocks of 8192 rows, and about 6 float64 ``M x d`` motions), a refresh of the
+  projections (the new ``C``, ``|C|``, ``|x_perp|`` next to the old), a record (the held-out
+  set's engine and outputs, float64 copies of the weights), a checkpoint's copies, or the
+  drawing of the data in float64 blocks of 8192 rows.
+
+``theory``: the record times (explicit, or the schedule's, whose steps are built when fewer
+than :data:`meanfield.theory.MAX_SCHEDULE_STEPS`), about 20 float64 arrays per time plus the
+chunk temporaries of the closed form, the ``[t, x_par]`` spread and its blocks; the population
+solver keeps ``3 x 432`` float64 per time three times. ``compare``: the simulation file's
+arrays, the theory on its record times, the schedule and the Euler push (five float64 per
+step), the node trajectories of two theories. ``reproduce``: the largest of its stages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meanfield.config import Config, ConfigError
+
+COMMANDS = ("simulate", "theory", "compare", "reproduce")
+
+BASELINE_BYTES = 230 * 2**20
+"""The process before any array: Python, NumPy, SciPy, h5py, Numba and its LLVM, the loaded
+kernels, thread pools. Measured as the peak RSS (``resource.getrusage(RUSAGE_SELF).ru_maxrss``)
+of a process that runs ``simulate`` on ``M=10, N=200, d=5, n_test=50, t_max=3`` (arrays of a
+few KB): 205.5 MiB on Linux x86-64, Python 3.11, two cores (Euler float64 and Heun float32
+alike), rounded up to 230 MiB for machines with more threads."""
+
+THEORY_BASELINE_BYTES = 150 * 2**20
+"""The same for ``theory`` (NumPy, SciPy, SymPy and the derived equations, no Numba kernels):
+133 MiB for the closed form on 1001 times, rounded up."""
+
+_BLOCK = 2048          # meanfield.step.engine.DEFAULT_BLOCK
+_PERIOD_PAD = 191      # the engine rounds its block up to a multiple of the BLAS row period
+_DRAW_BLOCK = 8192     # meanfield.data.BLOCK and the certificate's float64 blocks
+_MAX_DIRS = 4          # the certificate's directions (k) and V's columns (at most k + 1)
+_N_SERIES = 13         # len(meanfield.files.simulation.SERIES), checked by the tests
+_POP_NODES = 432       # the population solver's nodes (12 x 12 x 3)
+_F64 = 8
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """``total`` bytes at the peak of ``command``, and the ``parts`` that make it up
+    (name -> bytes; they sum to ``total``)."""
+
+    command: str
+    parts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.parts.values()))
+
+    def largest(self, n: int = 3) -> list[tuple[str, int]]:
+        """The ``n`` largest parts, largest first."""
+        return sorted(self.parts.items(), key=lambda kv: -kv[1])[:n]
+
+    def describe(self, available: int | None = None) -> str:
+        """``needs about 80 GiB (training set 75 GiB, ...)`` and, with ``available``,
+        ``, 23 GiB available``."""
+        parts = ", ".join(f"{name} {format_size(size)}" for name, size in self.largest())
+        out = f"needs about {format_size(self.total)} ({parts})"
+        return out if available is None else f"{out}, {format_size(available)} available"
+
+
+def format_size(n: float) -> str:
+    """``512 B``, ``3.2 MiB``, ``80 GiB``, ``7.1 PiB`` (three significant digits)."""
+    n = float(n)
+    for unit, scale in (("EiB", 2**60), ("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30),
+                        ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            v = n / scale
+            return f"{v:.3g} {unit}" if v < 999.5 else f"{v:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+# ----------------------------------------------------------------------------- sizes
+
+
+def _record_count(config: Config, steps: int) -> int:
+    """Record times of the schedule (explicit times plus 0; else at most ``n_times + 2`` and at
+    most one per step time)."""
+    if config.times:
+        return len({0.0, *config.times})
+    return min(config.n_times + 2, steps + 1)
+
+
+def _activation_buffers(activation: str) -> int:
+    """Number of the engine's ``b x M`` buffers besides ``Z`` and ``G``: ``S``, ``P`` for the
+    generic kernels, ``SGb``, ``SG`` unless ``sigma(z) = z sigma'(z)``."""
+    base = activation.split(":")[0].strip().lower()
+    if base in ("relu", "leaky_relu", "linear"):
+        return 0
+    if base in ("erf", "tanh"):
+        return 2
+    return 4
+
+
+def _skips(config: Config) -> bool:
+    """Full batch with forward skipping (hinge loss, an activation with hand-written kernels:
+    a Lipschitz constant is known); else the certificate keeps only its base arrays."""
+    base = config.activation.split(":")[0].strip().lower()
+    return (config.batch == 0 and not config.online and config.loss == "hinge"
+            and base in ("relu", "leaky_relu", "linear", "erf", "tanh"))
+
+
+def _simulate_parts(c: Config) -> dict[str, int]:
+    from meanfield.schedule import schedule_steps
+
+    s = 4 if c.dtype == "float32" else 8
+    N, d, M, T = c.N, c.d, c.M, c.n_test
+    steps = schedule_steps(c)
+    R = _record_count(c, steps)
+    nodes = c.record_nodes or M
+    b = min(_BLOCK, N) + _PERIOD_PAD
+    Md = M * d
+    skip = _skips(c)
+    heun = c.integrator == "heun"
+    # a mini-batch or online batch (examples per step)
+    n_b = (c.batch or N) if c.online else c.batch
+    parts = {
+        "training set": N * (d * s + s + 2 * _F64),
+        "held-out set": T * (d * s + s + 2 * _F64),
+        "weights": (Md + M) * s * (4 + 2 + (2 if heun else 0) + (2 if skip else 0)),
+        "engine buffers": (b * M * s * (2 + _activation_buffers(c.activation))
+                           + 2 * b * d * s + 3 * Md * s + 4 * M * _F64),
+        "certificate": N * _F64 * (7 + (5 + 2 * _MAX_DIRS if skip else 0)),
+        "satisfaction times": (N + T) * (_F64 + 2) + N,
+        "records": R * (nodes * 3 + _N_SERIES) * _F64,
+        "schedule": (steps + 1) * 40,
+    }
+    if n_b:
+        # the batch drawn next while the last is referenced; mini-batch: index permutation
+        parts["batches"] = 2 * n_b * (d * s + s + 2 * _F64) + (0 if c.online else N * _F64)
+    # the held-out set's engine at a record (a fresh one: block buffers and M x d arrays)
+    b_test = min(_BLOCK, max(T, 1)) + _PERIOD_PAD
+    test_engine = (b_test * (M * s * (2 + _activation_buffers(c.activation)) + 2 * d * s)
+                   + 3 * Md * s)
+    transients = {
+        # advance: ~14 float64 per example and N x k, the examples at risk copied (all, at
+        # worst) with float64 blocks, the motions of W in float64
+        "certificate step": (N * _F64 * (15 + _MAX_DIRS) + N * d * s
+                             + 2 * _DRAW_BLOCK * d * _F64 + 6 * Md * _F64) if skip else 0,
+        "projection refresh": (N * _F64 * (2 * _MAX_DIRS + 1) + 2 * _DRAW_BLOCK * d * _F64
+                               if skip else 0),
+        "record": test_engine + 4 * (T or N) * _F64 + 3 * Md * _F64,
+        "checkpoint": ((5 + _MAX_DIRS + 1) * N * _F64 + N + 3 * Md * s
+                       if c.checkpoint_every else 0),
+        "drawing the data": 2 * _DRAW_BLOCK * d * _F64 + 2 * max(N, T) * _F64 + Md * _F64,
+        # the certificate's |x| (einsum in float64) casts a float32 training set whole
+        "certificate setup": N * d * _F64 if s == 4 else 0,
+    }
+    name, size = max(transients.items(), key=lambda kv: kv[1])
+    parts[f"largest transient ({name})"] = size
+    return parts
+
+
+def _theory_times(c: Config) -> tuple[int, int]:
+    """(record times, schedule steps built) of ``meanfield theory`` for ``c``."""
+    from meanfield.schedule import schedule_steps
+    from meanfield.theory import MAX_SCHEDULE_STEPS
+
+    if c.times:
+        return len({0.0, *c.times}), 0
+    steps = schedule_steps(c)
+    if steps > MAX_SCHEDULE_STEPS:
+        return c.n_times + 1, 0
+    return _record_count(c, steps), steps
+
+
+def _theory_parts(c: Config, n_t: int, built_steps: int) -> dict[str, int]:
+    from meanfield.theory import CHUNK
+
+    n_x = len(c.x_par)
+    # about 16 float64 per time (1e6 times to 1e12: 290 MiB peak with the baseline)
+    parts = {"record times": n_t * 16 * _F64 + min(n_t, CHUNK) * 20 * 6 * _F64,
+             "schedule": (built_steps + 1) * 40 if built_steps else 0}
+    base = c.activation.split(":")[0].strip().lower()
+    if base != "relu":
+        parts["population solution"] = n_t * 3 * _POP_NODES * 3 * _F64 + 64 * 2**20
+    if n_x:
+        parts["spread at x_par"] = n_t * n_x * _F64 + min(n_t * n_x, 4096) * 5 * 1024 * _F64
+    return parts
+
+
+def _compare_parts(c: Config) -> dict[str, int]:
+    from meanfield.schedule import schedule_steps
+
+    steps = schedule_steps(c)
+    R = _record_count(c, steps)
+    nodes = c.record_nodes or c.M
+    return {
+        "simulation file": R * (nodes * 3 + _N_SERIES) * _F64 + (3 * c.N + 2 * c.n_test) * _F64,
+        "theory": R * 24 * _F64 * 3,
+        "schedule and Euler push": (steps + 1) * (40 + 5 * _F64),
+        "node trajectories": 8 * R * nodes * _F64,
+        "metrics": 6 * (c.N + c.n_test) * _F64,
+    }
+
+
+def estimate(config: Config, command: str) -> Estimate:
+    """The peak memory of ``meanfield COMMAND`` with ``config`` (bytes, itemised), from the
+    config alone (no array is allocated; the step count is a closed form). For ``compare``,
+    ``config`` is the simulation's."""
+    if command not in COMMANDS:
+        raise ValueError(f"command must be one of {', '.join(COMMANDS)}; got {command!r}")
+    if command == "simulate":
+        return Estimate(command, {"process baseline": BASELINE_BYTES, **_simulate_parts(config)})
+    if command == "theory":
+        parts = _theory_parts(config, *_theory_times(config))
+        return Estimate(command, {"process baseline": THEORY_BASELINE_BYTES, **parts})
+    if command == "compare":
+        return Estimate(command, {"process baseline": BASELINE_BYTES, **_compare_parts(config)})
+    stages = {"simulate": _simulate_parts(config),
+              "theory": _theory_parts(config, *_theory_times(config)),
+              "compare": _compare_parts(config)}
+    stage = max(stages, key=lambda k: sum(stages[k].values()))
+    return Estimate(command, {"process baseline": BASELINE_BYTES,
+                              **{f"{stage}: {k}": v for k, v in stages[stage].items()}})
+
+
+# ----------------------------------------------------------------------------- available
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_available(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """What the cgroup limit leaves: v2 ``memory.max - memory.current``, v1
+    ``memory.limit_in_bytes - memory.usage_in_bytes``; ``None`` without a limit."""
+    limit, used = _read_int(root / "memory.max"), _read_int(root / "memory.current")
+    if limit is None:
+        limit = _read_int(root / "memory" / "memory.limit_in_bytes")
+        used = _read_int(root / "memory" / "memory.usage_in_bytes")
+    if limit is None or limit >= 2**60:   # v1 writes "no limit" as a huge number
+        return None
+    return max(0, limit - (used or 0))
+
+
+def available_memory() -> int:
+    """Bytes this process may still allocate: the smaller of ``MemAvailable``
+    (``/proc/meminfo``) and what a cgroup limit leaves (v2 ``memory.max`` minus
+    ``memory.current``, v1 ``memory.limit_in_bytes`` minus ``memory.usage_in_bytes``);
+    elsewhere the free physical pages (``os.sysconf``)."""
+    found = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
+    if found:
+        return min(found)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 2**62   # unknown: no limit from here (``--max-memory`` still applies)
+
+
+def _own_rss() -> int:
+    """Resident memory of this process now (0 if unknown)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def check_memory(config: Config, command: str, max_memory: int | None = None) -> Estimate:
+    """The :func:`estimate` of ``command``, or :class:`ConfigError` (one line) when it does not
+    fit: above ``max_memory`` (bytes of the whole process at its peak) or, without it, above
+    the available memory plus what this process already holds of the baseline (the
+    interpreter and libraries are loaded when this runs)."""
+    est = estimate(config, command)
+    if max_memory is not None:
+        budget, shown = int(max_memory), int(max_memory)
+        if est.total <= budget:
+            return est
+    else:
+        shown = available_memory()
+        held = min(_own_rss(), est.parts["process baseline"])
+        if est.total - held <= shown:
+            return est
+    parts = ", ".join(f"{name} {format_size(size)}" for name, size in est.largest())
+    raise ConfigError(f"needs about {format_size(est.total)} (largest parts: {parts}), "
+                      f"{format_size(shown)} {'allowed' if max_memory is not None else 'available'}"
+                      f"; use smaller N/M/d or --max-memory")
+
+
+# ----------------------------------------------------------------------------- --max-memory
+
+_UNITS = {"": 1, "b": 1,
+          "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "pb": 10**15}
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]{1,3}))? ?([A-Za-z]{0,3})",
+                   re.ASCII)
+
+
+def parse_size(text: str, option: str = "--max-memory") -> int:
+    """Bytes from ``80GiB``, ``80G`` (binary: K, M, G, T, P and KiB ... PiB), ``80GB``
+    (decimal: kB ... PB), ``2e9`` or ``2000000000`` (bytes); case-insensitive units, one
+    optional space. Anything else (negative, zero, NaN, inf, other units, more than 2^63
+    bytes) raises :class:`ConfigError` naming ``option``."""
+    bad = ConfigError(f"{option} must be a size such as 80GiB, 500M, 64GB or 2e9 (bytes, "
+                      f"at least 1, below 8 EiB); got {text!r}")
+    if not isinstance(text, str):
+        raise bad
+    m = _SIZE.fullmatch(text.strip())
+    if m is None or m.group(3).lower() not in _UNITS:
+        raise bad
+    mantissa, exponent, unit = m.group(1), int(m.group(2) or 0), m.group(3).lower()
+    value = float(f"{mantissa}e{exponent}") * _UNITS[unit]
+    if not (math.isfinite(value) and 1 <= value < 2**63):
+        raise bad
+    return int(value)
