@@ -91,6 +91,21 @@ overwrite_option = click.option(
          "configuration is refused, and one of the same configuration is left untouched).")
 
 
+memory_option = click.option(
+    "--max-memory", "max_memory", default=None, metavar="SIZE",
+    help="the most memory the command may use, e.g. 16GiB, 500M, 2e9 (bytes) [default: the "
+         "memory available now]; a run estimated to need more is refused before it starts.")
+
+
+def check_memory(config: Config, command: str, max_memory: str | None) -> None:
+    """Refuse (exit 2, one line with the estimate and the limit) a run whose estimated peak
+    memory does not fit ``--max-memory`` or, without it, the available memory."""
+    from meanfield import memory
+
+    memory.check_memory(config, command,
+                        None if max_memory is None else memory.parse_size(max_memory))
+
+
 def resolve_config(config_path: str | None, **options: Any) -> Config:
     """Defaults <- TOML file <- command-line options, validated."""
     return from_sources(config_path, **options)

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import click
 
-from cli.common import BadInput, overwrite_option, reports_bad_input
+from cli.common import (
+    BadInput,
+    check_memory,
+    memory_option,
+    overwrite_option,
+    reports_bad_input,
+)
 
 FIGURE_SUFFIXES = (".png", ".pdf")
 
@@ -33,9 +39,11 @@ def errors_path(plot: str | Path) -> Path:
 @click.option("--no-schedule", is_flag=True,
               help="do not push the theory through the simulation's step schedule")
 @overwrite_option
+@memory_option
 @reports_bad_input
 def compare(simulation: str, theory: str | None, output: str | None, as_json: bool,
-            plot: str | None, strict: bool, no_schedule: bool, overwrite: bool) -> None:
+            plot: str | None, strict: bool, no_schedule: bool, overwrite: bool,
+            max_memory: str | None) -> None:
     """Compare SIMULATION (meanfield simulate) with THEORY (meanfield theory; computed for the
     simulation's configuration when left out).
 
@@ -62,6 +70,7 @@ def compare(simulation: str, theory: str | None, output: str | None, as_json: bo
         raise BadInput(f"-o {output} and --plot {plot} name the same file; allowed: "
                        "different files")
     sim = read_simulation(simulation)
+    check_memory(sim.config, "compare", max_memory)
     th = read_theory(theory) if theory is not None else None
     identity = comparison_identity(sim.config, None if th is None else th.config,
                                    not no_schedule)

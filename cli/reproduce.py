@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from cli.common import BadInput, overwrite_option, progress_bar, reports_bad_input
+from cli.common import (
+    BadInput,
+    check_memory,
+    memory_option,
+    overwrite_option,
+    progress_bar,
+    reports_bad_input,
+)
 
 
 @click.command()
@@ -17,9 +24,10 @@ from cli.common import BadInput, overwrite_option, progress_bar, reports_bad_inp
               help="output folder [default: ./reproduce-FIGURE or ./reproduce-FIGURE-quick]")
 @click.option("--json", "as_json", is_flag=True, help="print the comparison report as JSON")
 @overwrite_option
+@memory_option
 @reports_bad_input
-def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrite: bool
-              ) -> None:
+def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrite: bool,
+              max_memory: str | None) -> None:
     """Derive, compute the theory, simulate, compare and draw FIGURE (pb-fig1: Fig. 1 of
     Pellegrini & Biroli 2020, M = 400, N = 10^5, d = 100; --quick: M = 200, N = 2 10^4,
     d = 50 on a geometric step schedule). Files of the folder that already hold this
@@ -38,6 +46,7 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"--out {str(folder)!r} exists and is not a folder")
     config = figure_config(figure, quick)
+    check_memory(config, "reproduce", max_memory)
     click.echo(f"reproducing {figure} ({'quick' if quick else 'full size'}: M={config.M}, "
                f"N={config.N}, d={config.d}, t_max={config.t_max:g}) into {folder}/", err=True)
 

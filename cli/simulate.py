@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 import click
 
 from cli.common import (
+    check_memory,
     config_options,
+    memory_option,
     overwrite_option,
     progress_bar,
     reports_bad_input,
@@ -53,9 +55,11 @@ def _graceful_stop() -> Iterator[list[bool]]:
 @click.option("--progress/--no-progress", default=None,
               help="progress bar on stderr [default: only on a terminal].")
 @overwrite_option
+@memory_option
 @reports_bad_input
 def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
-             progress: bool | None, overwrite: bool, **options: object) -> None:
+             progress: bool | None, overwrite: bool, max_memory: str | None,
+             **options: object) -> None:
     """Simulate the training of a finite two-layer network (M nodes, N examples, dimension d)
     and write the records (gamma, S, errors, loss, node trajectories, t_sat) to OUTPUT.
 
@@ -74,7 +78,7 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
     from meanfield.files.outputs import existing_result
     from meanfield.files.simulation import read_simulation, write_simulation
     from meanfield.io import check_writable
-    from meanfield.simulate import SimulationInterrupted
+    from meanfield.simulate import SimulationInterrupted, check_steps
     from meanfield.simulate import simulate as run
 
     config = resolve_config(config_path, **options)
@@ -84,6 +88,8 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
                    err=True)
         _summary(read_simulation(out), Path(output))
         return
+    check_steps(config)
+    check_memory(config, "simulate", max_memory)
     ckpt = checkpoint_path(out)
     resume = resume_decision(ckpt, config, resume, fresh)
     if resume:

@@ -9,7 +9,9 @@ import click
 
 from cli.common import (
     BadInput,
+    check_memory,
     config_options,
+    memory_option,
     overwrite_option,
     reports_bad_input,
     resolve_config,
@@ -26,9 +28,10 @@ from meanfield.config import options_for
                    "whole derivation, step by step with reasons, as a document or a figure: "
                    "meanfield derive ACTIVATION --section meanfield.")
 @overwrite_option
+@memory_option
 @reports_bad_input
 def theory(config_path: str | None, output: str | None, latex: bool, overwrite: bool,
-           **options: object) -> None:
+           max_memory: str | None, **options: object) -> None:
     """Solve the mean-field theory of Pellegrini & Biroli (arXiv:2006.11209) for the given
     parameters: gamma(t), S, X, training error, loss, the asymptote gamma -> log(t)/4 + c,
     t_sat(x_par) with --x-par, and finite-M / finite-N indicators (M, N). Record times: --times,
@@ -57,6 +60,7 @@ def theory(config_path: str | None, output: str | None, latex: bool, overwrite: 
                    err=True)
         result = read_theory(out)
     else:
+        check_memory(config, "theory", max_memory)
         result = compute(config)
         write_theory(result, out)
     click.echo(f"theory written to {Path(output)}")
