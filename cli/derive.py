@@ -140,6 +140,9 @@ def _output(output: str | None, as_json: bool, as_latex: bool) -> tuple[Path | N
                        "--json with .json, --latex with .tex, or another suffix")
     elif suffix in (".tex", ".json"):
         fmt = "latex" if suffix == ".tex" else "json"
+    if suffix in (".h5", ".nc"):
+        raise BadInput(f"-o {output}: {suffix} files hold meanfield data; allowed: .tex, "
+                       ".json, .png, .pdf or a text file")
     from meanfield.io import check_writable  # missing folder, a folder, a refused name
 
     return check_writable(path), fmt

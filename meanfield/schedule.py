@@ -136,6 +136,8 @@ def schedule_steps(config: Config) -> int:
     """:func:`count_steps` of the schedule of ``config`` (:func:`schedule`): an upper bound on
     its number of steps, without building it."""
     if config.times:
+        if max(config.times) == 0:  # only t = 0 is recorded: no step at all
+            return 0
         return count_steps(config.dt, config.growth, max(config.times), config.times)
     return count_steps(config.dt, config.growth, config.t_max)
 

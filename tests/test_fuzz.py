@@ -415,12 +415,11 @@ def _fuzz(command: str, inputs: Path, base: Path, examples: settings, fast: bool
 
 
 _TINY_ARGS = ["--M", "4", "--d", "3", "--t-max", "2", "--n-times", "5"]
-#: inputs the fuzzing found failing, kept as regression cases (an xfail one is not yet fixed;
-#: strict=False, so it passes by itself once the input is refused in one line or runs)
+#: inputs the fuzzing found failing, kept as regression cases (each now refused in one line
+#: or run)
 FOUND = [
     pytest.param(["simulate", "--N", "1000000000000", *_TINY_ARGS, "--n-test", "5", "-o",
-                  "out.h5"], id="simulate-N-1e12", marks=pytest.mark.xfail(
-        strict=False, reason="memory not estimated before allocating: MemoryError")),
+                  "out.h5"], id="simulate-N-1e12"),
     pytest.param(["simulate", "--n-test", str(10**400), "--N", "20", *_TINY_ARGS, "-o",
                   "out.h5"], id="simulate-n-test-1e400"),
     pytest.param(["theory", "--n-times", str(10**400), "--N", "20", "--M", "4", "--d", "3",
@@ -434,8 +433,8 @@ FOUND = [
     pytest.param(["compare", "SIM", "THEORY", "-o", "fig.PNG", "--plot", "fig.PNG"],
                  id="compare-o-and-plot-same-file"),
     pytest.param(["simulate", "--times", "0.0", "--N", "20", *_TINY_ARGS, "--n-test", "5",
-                  "-o", "out.h5"], id="simulate-times-0", marks=pytest.mark.xfail(
-        strict=False, reason="ValueError: count_steps needs dt > 0, growth >= 0, t_max > 0")),
+                  "-o", "out.h5"], id="simulate-times-0"),
+    pytest.param(["derive", "relu", "-o", "out.h5"], id="derive-o-h5"),
 ]
 
 

@@ -109,3 +109,12 @@ def test_count_steps_of_huge_schedules_is_instant_and_closed_form():
     assert schedule_steps(c) == len(schedule(c)[0]) - 1 == 100
     c = make_config(dt=1.0, growth=0.02, t_max=1e4)
     assert len(schedule(c)[0]) - 1 <= schedule_steps(c) <= len(schedule(c)[0]) + 2
+
+
+def test_only_t_zero_recorded_takes_no_step():
+    from meanfield.config import make_config
+    from meanfield.schedule import schedule, schedule_steps
+
+    c = make_config(times=(0.0,))
+    steps, record = schedule(c)
+    assert schedule_steps(c) == 0 == len(steps) - 1 and record.tolist() == [0]
