@@ -119,9 +119,11 @@ def count_steps(dt: float, growth: float, t_max: float, breakpoints=()) -> int:
     the exact-arithmetic one, far beyond any practical limit (``step_times`` would not end).
     """
     dt, growth, t_max = float(dt), float(growth), float(t_max)
-    if not (dt > 0 and growth >= 0 and t_max > 0):
-        raise ValueError(f"count_steps needs dt > 0, growth >= 0, t_max > 0; got dt={dt}, "
-                         f"growth={growth}, t_max={t_max}")
+    if not (dt > 0 and growth >= 0 and math.isfinite(t_max)):
+        raise ValueError(f"count_steps needs dt > 0, growth >= 0 and a finite t_max; got "
+                         f"dt={dt}, growth={growth}, t_max={t_max}")
+    if t_max <= 0:
+        return 0  # step_times is [0.0]
     bps = np.asarray(breakpoints, dtype=np.float64).ravel()
     stops = np.unique(np.concatenate([bps[(bps > 0) & (bps < t_max)], [t_max]]))
     starts = np.concatenate([[0.0], stops[:-1]])

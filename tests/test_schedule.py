@@ -118,3 +118,12 @@ def test_only_t_zero_recorded_takes_no_step():
     c = make_config(times=(0.0,))
     steps, record = schedule(c)
     assert schedule_steps(c) == 0 == len(steps) - 1 and record.tolist() == [0]
+
+
+def test_count_steps_of_an_empty_schedule_is_zero():
+    """Record times (0,) only: step_times is [0.0], no step."""
+    from meanfield.schedule import schedule_steps
+
+    assert len(step_times(1.0, 0.0, 0.0)) - 1 == count_steps(1.0, 0.0, 0.0) == 0
+    c = make_config(times="0")
+    assert schedule_steps(c) == len(schedule(c)[0]) - 1 == 0
