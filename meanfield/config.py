@@ -59,6 +59,7 @@ MAX_RECORDS = 10**6
 MAX_SEED = 2**63 - 1
 MAX_THREADS = 4096
 MAX_X_PAR = 1e6
+MAX_X_PAR_VALUES = 10_000
 COMMANDS = ("simulate", "theory")
 
 
@@ -240,6 +241,12 @@ def _times_problem(c: Config) -> str | None:
     return f"times must be non-negative and strictly increasing, got {list(c.times)[:8]}"
 
 
+def _x_par_count_problem(c: Config) -> str | None:
+    if len(c.x_par) <= MAX_X_PAR_VALUES:
+        return None
+    return f"x_par must hold at most {MAX_X_PAR_VALUES} values, got {len(c.x_par)}"
+
+
 def _record_nodes_problem(c: Config) -> str | None:
     if 0 <= c.record_nodes <= c.M:
         return None
@@ -390,7 +397,10 @@ class Config:
     x_par: tuple[float, ...] = _field(
         (), help="values of x_par (input component along the teacher w* = e_1) at which the "
         "theory reports t_sat",
-        role="recording", range=Each(Interval(0, cap=MAX_X_PAR)), commands=_TH)
+        role="recording",
+        range=AllOf((Each(Interval(0, cap=MAX_X_PAR)),
+                     Rule(f"at most {MAX_X_PAR_VALUES} values", _x_par_count_problem))),
+        commands=_TH)
 
     def replace(self, **changes: Any) -> Config:
         """A validated copy with some fields changed."""

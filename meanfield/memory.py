@@ -43,6 +43,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from analytic.activations import is_relu
 from meanfield.config import Config, ConfigError
 
 COMMANDS = ("simulate", "theory", "compare", "reproduce")
@@ -64,6 +65,7 @@ _DRAW_BLOCK = 8192     # meanfield.data.BLOCK and the certificate's float64 bloc
 _MAX_DIRS = 4          # the certificate's directions (k) and V's columns (at most k + 1)
 _N_SERIES = 13         # len(meanfield.files.simulation.SERIES), checked by the tests
 _POP_NODES = 432       # the population solver's nodes (12 x 12 x 3)
+_THEORY_CURVES = 9     # len(meanfield.files.theory.SERIES)
 _F64 = 8
 
 
@@ -156,6 +158,8 @@ def _simulate_parts(c: Config) -> dict[str, int]:
         "satisfaction times": (N + T) * (_F64 + 2) + N,
         "records": R * (nodes * 3 + _N_SERIES) * _F64,
         "schedule": (steps + 1) * 40,
+        # the file is built in memory before its atomic write (at most its arrays, unpacked)
+        "output file image": (3 * N + 2 * T + R * (nodes * 3 + _N_SERIES)) * _F64,
     }
     if n_b:
         # the batch drawn next while the last is referenced; mini-batch: index permutation
@@ -203,11 +207,12 @@ def _theory_parts(c: Config, n_t: int, built_steps: int) -> dict[str, int]:
     # about 16 float64 per time (1e6 times to 1e12: 290 MiB peak with the baseline)
     parts = {"record times": n_t * 16 * _F64 + min(n_t, CHUNK) * 20 * 6 * _F64,
              "schedule": (built_steps + 1) * 40 if built_steps else 0}
-    base = c.activation.split(":")[0].strip().lower()
-    if base != "relu":
+    if not is_relu(c.activation):
         parts["population solution"] = n_t * 3 * _POP_NODES * 3 * _F64 + 64 * 2**20
     if n_x:
         parts["spread at x_par"] = n_t * n_x * _F64 + min(n_t * n_x, 4096) * 5 * 1024 * _F64
+    # the file is built in memory before its atomic write
+    parts["output file image"] = (n_t * _THEORY_CURVES + n_x * (n_t + 2)) * _F64
     return parts
 
 

@@ -379,6 +379,8 @@ and the most steps :func:`compute_on_schedule` pushes through (a Python loop of 
 step: minutes, and five float64 arrays of that length)."""
 
 MAX_TIMES = 1_000_000
+#: the most (time, x_par) pairs of the finite-M spread at fixed x_par (~5 minutes)
+MAX_SPREAD_PAIRS = 2_000_000
 """Most record times of the closed form (:func:`compute`) besides ``t = 0``, and most
 ``n_times``: about 1 KB of arrays per time, evaluated in chunks of :data:`CHUNK` times (1e6
 times to 1e12: about 6 s and 160 MB above the interpreter's; with ``x_par``, ``f_spread_x``
@@ -473,6 +475,11 @@ def compute(config: Config, times: Sequence[float] | np.ndarray | None = None,
     if t.size > MAX_TIMES + 1:
         raise TheoryError(f"times: the closed form takes at most {MAX_TIMES} record times "
                           f"besides t = 0; got {t.size - (t[0] == 0)}")
+    pairs = 0 if x_par is None else t.size * len(x_par)
+    if pairs > MAX_SPREAD_PAIRS:
+        raise TheoryError(f"x_par: the spread f_spread_x(t, x_par) takes at most "
+                          f"{MAX_SPREAD_PAIRS:.0e} (time, x_par) pairs (about 0.15 ms each); "
+                          f"got {t.size} times x {len(x_par)} values")
     rel = _Relu.of(config)
     gamma = _chunked(lambda part: gamma_of_t(config, part, method), t)
     S = np.exp(rel.log_S(gamma))

@@ -115,7 +115,7 @@ def test_every_field_has_help_role_and_range():
     assert range_text("label_noise") == "in [0, 0.5)"
     assert range_text("batch") == "in [0, N] (0 = full batch)"
     assert range_text("loss") == "one of hinge, squared, logistic"
-    assert range_text("x_par") == "each >= 0 (at most 1e+06)"
+    assert range_text("x_par") == "each >= 0 (at most 1e+06); at most 10000 values"
     assert "1/beta" in help_text("dt") and "1/beta" in help_text("t_max")
 
 
@@ -214,6 +214,11 @@ def test_every_supported_range_is_enforced(others, name, ok, bad, message):
     with pytest.raises(ConfigError) as err:
         make_config(**others, **{name: bad})
     assert str(err.value) == message
+
+
+def test_too_many_x_par_values_are_refused():
+    with pytest.raises(ConfigError, match="x_par must hold at most 10000 values, got 10001"):
+        make_config(x_par=",".join(["1"] * 10_001))
 
 
 def test_too_many_record_times_are_refused_quickly():

@@ -42,7 +42,7 @@ from cli.main import main
 from meanfield.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
-CALL_LIMIT = 60.0  # seconds per command call (a hang, not a slow solver)
+CALL_LIMIT = 120.0  # seconds per command call (a hang, not a slow solver on a loaded machine)
 EXAMPLES = 50  # per command, default run (5 commands: 250)
 SLOW_EXAMPLES = 400  # per command, -m slow
 COMMANDS = sorted(main.list_commands(click.Context(main)))

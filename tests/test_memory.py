@@ -83,6 +83,9 @@ def test_estimate_parts_sum_and_scale():
     from meanfield.files.simulation import SERIES
 
     assert memory._N_SERIES == len(SERIES)
+    from meanfield.files.theory import SERIES as THEORY_SERIES
+
+    assert memory._THEORY_CURVES == len(THEORY_SERIES)
     c = make_config(N=1000, d=10, M=20, dtype="float32", n_test=0)
     est = memory.estimate(c, "simulate")
     assert est.total == sum(est.parts.values())

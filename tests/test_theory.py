@@ -386,3 +386,10 @@ def test_t_sat_past_the_supported_times_is_a_labelled_inf(tmp_path):
     write_theory(r, tmp_path / "t.h5")
     with h5py.File(tmp_path / "t.h5") as f:
         assert "after t = 1e15" in f["t_sat"].attrs["non_finite"]
+
+
+def test_too_many_spread_pairs_are_refused_before_work():
+    c = make_config(d=20, x_par=tuple(float(i) for i in range(1, 31)))
+    times = np.linspace(0.0, 1e3, 100_000)
+    with pytest.raises(T.TheoryError, match="at most 2e\\+06 \\(time, x_par\\) pairs"):
+        T.compute(c, times=times)
