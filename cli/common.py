@@ -24,7 +24,8 @@ class BadInput(click.ClickException):
 
 def reports_bad_input(func: Callable) -> Callable:
     """Turn the library's input errors (``ValueError`` subclasses it raises for bad
-    configs, activations, files) into :class:`BadInput`; Ctrl-C into exit status 130."""
+    configs, activations, files) into :class:`BadInput`; Ctrl-C or SIGTERM into one line and
+    exit status 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -36,7 +37,8 @@ def reports_bad_input(func: Callable) -> Callable:
         except (ConfigError, ActivationError, NotMeanfieldFile) as err:
             raise BadInput(str(err)) from None
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            click.echo("interrupted; no file is left half-written: run the same command again "
+                       "(finished results are reused)", err=True)
             raise SystemExit(130) from None
 
     return wrapper

@@ -23,12 +23,18 @@ COMMANDS = {
 
 class LazyGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
-        """Set the thread policy of the numerical libraries before any of them loads, and let a
-        write past a file-size limit fail as an error instead of killing the process."""
-        from meanfield.runtime import ignore_file_size_signal, set_thread_policy
+        """Set the thread policy of the numerical libraries before any of them loads, let a
+        write past a file-size limit fail as an error instead of killing the process, and end
+        on SIGTERM as on Ctrl-C."""
+        from meanfield.runtime import (
+            ignore_file_size_signal,
+            set_thread_policy,
+            terminate_as_interrupt,
+        )
 
         set_thread_policy()
         ignore_file_size_signal()
+        terminate_as_interrupt()
         return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

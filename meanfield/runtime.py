@@ -2,7 +2,8 @@
 
 Nothing here runs at import: the ``meanfield`` command (:mod:`cli.main`) and the benchmark
 scripts call :func:`set_thread_policy` first thing, before NumPy or Numba load their thread
-pools, and the command calls :func:`ignore_file_size_signal`. A library user who imports
+pools, and the command calls :func:`ignore_file_size_signal` and
+:func:`terminate_as_interrupt`. A library user who imports
 :mod:`meanfield` keeps their own environment and signal handlers.
 """
 
@@ -39,3 +40,14 @@ def ignore_file_size_signal() -> None:
     file intact, instead of the signal killing the process inside the HDF5 library."""
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def terminate_as_interrupt() -> None:
+    """Make ``SIGTERM`` (a batch system's stop, ``kill``) end the command as Ctrl-C does: a
+    ``KeyboardInterrupt`` that unwinds the atomic writers (no half-written file, no ``.tmp``)
+    and reports one line. Commands that checkpoint install their own handler on top."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)

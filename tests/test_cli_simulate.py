@@ -125,3 +125,13 @@ def test_signal_checkpoints_and_rerun_resumes_bitwise(tmp_path, signum):
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         np.testing.assert_array_equal(resumed[name], uninterrupted[name], err_msg=name)
+
+
+@pytest.mark.parametrize("sizes", [["--N", "100000000000"], ["--M", "100000000", "--N", "1000"]])
+def test_a_run_that_cannot_fit_is_refused_before_allocating(tmp_path, sizes):
+    res = _run([*sizes, "--d", "100", "-o", str(tmp_path / "s.h5")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "needs about" in res.output and "available" in res.output
+    assert list(tmp_path.iterdir()) == []
+    res = _run([*sizes, "--d", "100", "--max-memory", "1GiB", "-o", str(tmp_path / "s.h5")])
+    assert res.exit_code == 2 and "1 GiB allowed" in res.output

@@ -1,5 +1,10 @@
 """``meanfield theory``: output file, summary, --latex, bad input (exit 2, no file)."""
 
+import signal
+import subprocess
+import sys
+import time
+
 import h5py
 import numpy as np
 import pytest
@@ -80,3 +85,35 @@ def test_unknown_config_field_in_file(tmp_path):
 def test_output_required_without_latex(tmp_path):
     res = _run(["--d", "10"])
     assert res.exit_code == 2 and "--output" in res.output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_theory_leaves_no_file_and_says_so(tmp_path, signum):
+    """A long theory (1e6 record times to 1e12 with the spread at one x_par: minutes) stopped
+    by SIGTERM or Ctrl-C: exit 130, one line saying that a rerun is safe, no output, no .tmp."""
+    code = "import sys; from cli.main import main; sys.argv[0] = 'meanfield'; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "theory", "--t-max", "1e12", "--dt", "1e-3",
+         "--n-times", "1000000", "--x-par", "0.5", "-o", str(tmp_path / "t.h5")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)  # imports done, computing
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["interrupted; no file is left half-written: run the "
+                                        "same command again (finished results are reused)"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explicit_times_to_1e12_run_at_once(tmp_path):
+    """``--times 1e3,1e6,1e9,1e12`` needs no step schedule: seconds, not an endless one."""
+    start = time.perf_counter()
+    res = CliRunner().invoke(main, ["theory", "--times", "1e3,1e6,1e9,1e12",
+                                    "-o", str(tmp_path / "t.h5")])
+    assert res.exit_code == 0, res.output
+    assert time.perf_counter() - start < 30
+    with h5py.File(tmp_path / "t.h5") as f:
+        assert f["t"][()].tolist() == [0.0, 1e3, 1e6, 1e9, 1e12]
+        g = f["gamma"][()]
+        # gamma -> log(t)/4 + c at late times (the asymptote of the closed form)
+        assert g[-1] == pytest.approx(np.log(1e12) / 4 + f.attrs["asymptote_c"], abs=1e-3)
