@@ -33,6 +33,7 @@ from pathlib import Path
 
 import click
 import h5py
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
@@ -327,8 +328,17 @@ def _check_output_file(path: Path) -> None:
 
     with open_meanfield(path) as f:
         kind = f.attrs["meanfield_kind"]
+        if kind != "comparison":  # no NaN or inf in a result file unless labelled
+            for name, var in f.items():
+                if var.dtype.kind == "f" and not np.isfinite(var[()]).all():
+                    assert set(var.attrs) & LABELS, f"{path.name}: {name} has an unlabelled " \
+                                                    f"non-finite value"
     {"simulation": read_simulation, "theory": read_theory,
      "comparison": read_comparison}[kind](path)
+
+
+#: the attributes that say why a variable holds NaN or inf
+LABELS = {"non_finite", "never_satisfied"}
 
 
 @pytest.fixture(scope="module")

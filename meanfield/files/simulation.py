@@ -70,6 +70,8 @@ NON_FINITE: dict[str, str] = {
     "S": "NaN where fewer than two distinct x_par were measured",
     "test_error": "NaN when n_test = 0 (no held-out set)",
     "test_misclassification": "NaN when n_test = 0 (no held-out set)",
+    "a_distance": "NaN or inf when every a0 is 0 (sa = 0): no relative distance",
+    "W_distance": "NaN or inf when every w0 is 0 (sw = 0): no relative distance",
 }
 #: series stored as integers
 INTEGER_SERIES = ("step", "n_evaluated")
