@@ -33,8 +33,14 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # Linux: kilob
 
 
 def _peak_rss(**kw) -> int:
-    out = subprocess.run([sys.executable, "-c", _PEAK, json.dumps(kw)], capture_output=True,
-                         text=True, check=True, timeout=600)
+    """Peak RSS of a process running the simulation of ``kw``. A first tiny run of the same
+    kind fills Numba's disk cache, so that the measured run loads its kernels instead of
+    compiling them (LLVM takes a few hundred MB while compiling, which no run pays twice)."""
+    tiny = {**kw, "N": 300, "M": 8, "d": 5, "n_test": 50, "t_max": 2.0}
+    tiny.pop("growth", None)
+    for run in (tiny, kw):
+        out = subprocess.run([sys.executable, "-c", _PEAK, json.dumps(run)],
+                             capture_output=True, text=True, check=True, timeout=600)
     return int(out.stdout.split()[-1])
 
 
