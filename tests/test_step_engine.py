@@ -19,10 +19,14 @@ ACTS = ["relu", "leaky_relu:0.1", "erf", "tanh", "linear", "x**3/3 + x"]
 LOSSES = ["hinge", "squared", "logistic"]
 
 
+@pytest.mark.parametrize("velocity", [dense_velocity, numpy_velocity],
+                         ids=["engine", "reference"])
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("loss", LOSSES)
-def test_velocity_matches_finite_differences(act, loss, problem, sigma, plain_loss,
+def test_velocity_matches_finite_differences(velocity, act, loss, problem, sigma, plain_loss,
                                              fd_velocity):
+    """The blocked engine and the NumPy reference, each against central differences of the
+    plain loss written in conftest."""
     M, d, h, alpha = 5, 4, 0.3, 1.7
     X, y, a, W = problem(60, M, d, seed=1)
     # keep away from the kinks: drop examples with some |z| < 1e-3 (relu family) or
@@ -36,7 +40,7 @@ def test_velocity_matches_finite_differences(act, loss, problem, sigma, plain_lo
     assert N >= 40
     p = StepParams(act, loss, h, alpha, "float64")
     va, vW = np.empty(M), np.empty((M, d))
-    L, n_unsat = dense_velocity(X, y, a, W, p, va, vW)
+    L, n_unsat = velocity(X, y, a, W, p, va, vW)
     assert L == pytest.approx(plain_loss(X, y, a, W, act, loss, h, alpha), rel=1e-12)
     assert n_unsat == int(np.sum(y * f < h))
     v = np.concatenate([va, vW.ravel()])
