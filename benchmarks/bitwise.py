@@ -188,8 +188,12 @@ def _h5_items(path: Path) -> tuple[dict[str, object], dict[str, object]]:
 
 
 def _json_diff(a: object, b: object, where: str = "") -> list[str]:
+    """Differences of the old JSON ``a`` and the new ``b``; keys only the new one has are
+    additions, which contracts allow (printed, not counted)."""
     if isinstance(a, dict) and isinstance(b, dict):
-        out = [f"{where}/{k}: only in one" for k in sorted(set(a) ^ set(b))]
+        for k in sorted(set(b) - set(a)):
+            print(f"JSON key added in the new tree: {where}/{k}")
+        out = [f"{where}/{k}: only in the old tree" for k in sorted(set(a) - set(b))]
         for k in sorted(set(a) & set(b)):
             out += _json_diff(a[k], b[k], f"{where}/{k}")
         return out
