@@ -5,7 +5,9 @@
 - :mod:`meanfield.files.theory`: ``meanfield theory`` files
   (:class:`~meanfield.files.theory.TheoryResult`);
 - :mod:`meanfield.files.comparison`: ``meanfield compare`` files;
-- :mod:`meanfield.files.checkpoint`: the simulator's checkpoints.
+- :mod:`meanfield.files.checkpoint`: the simulator's checkpoints;
+- :mod:`meanfield.files.outputs`: what an existing output holds, so that no command overwrites
+  a result by accident.
 
 Each module's ``write_*`` takes the object its ``read_*`` returns. The HDF5 mechanics they share
 (netCDF4-valid dimension scales, compression, provenance, atomic writes) live in
