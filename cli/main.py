@@ -7,6 +7,7 @@ importing numba or h5py and ``meanfield --help`` is instant.
 from __future__ import annotations
 
 import importlib
+import signal
 from typing import Any
 
 import click
@@ -32,10 +33,17 @@ class LazyGroup(click.Group):
             terminate_as_interrupt,
         )
 
+        handled = [s for s in (signal.SIGTERM, getattr(signal, "SIGXFSZ", None)) if s]
+        previous = {s: signal.getsignal(s) for s in handled}
         set_thread_policy()
         ignore_file_size_signal()
         terminate_as_interrupt()
-        return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **kwargs)
+        finally:  # a caller that runs the command in-process keeps its own handlers
+            for s, handler in previous.items():
+                if handler is not None:  # None: set outside Python, left as it is
+                    signal.signal(s, handler)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
