@@ -251,6 +251,9 @@ def derive(activation: str | None, data: str, section: str, steps: bool, subs: s
     from analytic.activations import get_activation
 
     act = get_activation(activation)
+    if verify and not act.expr.free_symbols:
+        raise BadInput(f"--verify compares NTKs, and the constant activation {activation!r} has "
+                       "none to compare (its first-layer NTK is 0); allowed: an activation of x")
     run = _Run(act, law, shown, steps, values, dim, t2_value, ratio)
     run.compute(verify)
     text = {"json": run.json, "latex": run.latex, "text": run.text}.get(fmt)

@@ -47,10 +47,12 @@ ROLES = ("physics", "numerics", "recording")
 # float64 and far beyond any memory (the memory check refuses what does not fit). Scales: alpha,
 # beta, h, sa, sw within 1e6 keep alpha * beta * t and every output below 1e40 for t <= MAX_TIME,
 # far from float32 and float64 overflow. Times: from 1e-9 to 1e15 (the closed-form theory is
-# accurate there; gamma ~ log(t)/4 stays below 10). x_par: beyond 1e6 an example is satisfied at
-# t ~ 0 and its t_sat carries no information.
+# accurate there; gamma ~ log(t)/4 stays below 10). Scales below 1e-9 (other than an exact 0
+# where allowed) reach subnormal numbers in the theory's interpolations. x_par: beyond 1e6 an
+# example is satisfied at t ~ 0 and its t_sat carries no information.
 MAX_COUNT = 10**12
 MAX_SCALE = 1e6
+MIN_SCALE = 1e-9
 MIN_TIME = 1e-9
 MAX_TIME = 1e15
 MAX_GROWTH = 10.0
@@ -130,8 +132,9 @@ class Interval:
         return hi is None or (value < hi if self.hi_open else value <= hi)
 
     def supported(self, value: float) -> bool:
+        """Within ``cap``, and (0 aside, where the range allows it) not below ``floor``."""
         return ((self.cap is None or value <= self.cap)
-                and (self.floor is None or value >= self.floor))
+                and (self.floor is None or value == 0 or abs(value) >= self.floor))
 
     def problem(self, name: str, value: Any, config: Config) -> str | None:
         if not self.holds(value, config):
@@ -311,23 +314,28 @@ class Config:
         commands=_BOTH, theory=True)
     h: float = _field(
         1.0, help="hinge threshold: l(z) = (h - z)_+",
-        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE), commands=_BOTH,
+        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE, floor=MIN_SCALE),
+        commands=_BOTH,
         theory=True)
     alpha: float = _field(
         1.0, help="output scale: f(x) = (alpha/M) sum_i a_i sigma(w_i . x / sqrt(d))",
-        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE), commands=_BOTH,
+        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE, floor=MIN_SCALE),
+        commands=_BOTH,
         theory=True)
     beta: float = _field(
         1.0, help="learning rate: d theta_i/dt = -beta M dL/d theta_i (sets the time unit 1/beta)",
-        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE), commands=_BOTH,
+        role="physics", range=Interval(0, lo_open=True, cap=MAX_SCALE, floor=MIN_SCALE),
+        commands=_BOTH,
         theory=True)
     sa: float = _field(
         1.0, help="initial standard deviation of the second-layer weights a_i",
-        role="physics", range=Interval(0, cap=MAX_SCALE), commands=_BOTH, theory=True)
+        role="physics", range=Interval(0, cap=MAX_SCALE, floor=MIN_SCALE), commands=_BOTH,
+        theory=True)
     sw: float = _field(
         1.0, help="initial standard deviation of each component of the first-layer weights w_i",
         role="physics",
-        range=AllOf((Interval(0, cap=MAX_SCALE), Rule("sa and sw not both 0", _sa_sw_problem))),
+        range=AllOf((Interval(0, cap=MAX_SCALE, floor=MIN_SCALE),
+                     Rule("sa and sw not both 0", _sa_sw_problem))),
         commands=_BOTH, theory=True)
     activation: str = _field(
         "relu", help="activation function sigma, e.g. relu, tanh, erf, leaky_relu:0.1 or "

@@ -36,7 +36,8 @@ def test_every_config_option_says_what_it_means(name):
 
 def test_option_help_text():
     assert option_help("sa") == (
-        "initial standard deviation of the second-layer weights a_i; >= 0 (at most 1e+06) "
+        "initial standard deviation of the second-layer weights a_i; >= 0 (at least 1e-09, at "
+        "most 1e+06) "
         "[default: 1.0]"
     )
     assert option_help("loss").endswith("; one of hinge, squared, logistic [default: hinge]")

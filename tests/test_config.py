@@ -111,7 +111,7 @@ def test_every_field_has_help_role_and_range():
         assert isinstance(meta["theory"], bool) and isinstance(meta["hashed"], bool), f.name
         assert range_text(f.name) or f.name == "online", f.name  # only online is type-only
     assert help_text("sa") == ("initial standard deviation of the second-layer weights a_i; "
-                               ">= 0 (at most 1e+06)")
+                               ">= 0 (at least 1e-09, at most 1e+06)")
     assert range_text("label_noise") == "in [0, 0.5)"
     assert range_text("batch") == "in [0, N] (0 = full batch)"
     assert range_text("loss") == "one of hinge, squared, logistic"
@@ -125,12 +125,12 @@ BOUNDARIES = [
     ({}, "M", 1, 0, "M must be >= 1, got 0"),
     ({}, "N", 1, 0, "N must be >= 1, got 0"),
     ({}, "d", 2, 1, "d must be >= 2 (x_par plus at least one other direction), got 1"),
-    ({}, "h", 1e-12, 0.0, "h must be > 0, got 0.0"),
-    ({}, "alpha", 1e-12, 0.0, "alpha must be > 0, got 0.0"),
-    ({}, "beta", 1e-12, 0, "beta must be > 0, got 0.0"),
+    ({}, "h", 1e-9, 0.0, "h must be > 0, got 0.0"),
+    ({}, "alpha", 1e-9, 0.0, "alpha must be > 0, got 0.0"),
+    ({}, "beta", 1e-9, 0, "beta must be > 0, got 0.0"),
     ({}, "sa", 0.0, -1e-12, "sa must be >= 0, got -1e-12"),
     ({}, "sw", 0.0, -1e-12, "sw must be >= 0, got -1e-12"),
-    ({"sa": 0.0}, "sw", 1e-12, 0.0, "sa and sw cannot both be 0 (the network would never move)"),
+    ({"sa": 0.0}, "sw", 1e-9, 0.0, "sa and sw cannot both be 0 (the network would never move)"),
     ({}, "activation", "tanh", "nosuch", "activation: activation 'nosuch'"),  # prefix
     ({}, "loss", "logistic", "Hinge", "loss must be one of hinge, squared, logistic; got 'Hinge'"),
     ({}, "data", "sphere", "cube", "data must be one of gaussian, sphere; got 'cube'"),
@@ -177,11 +177,20 @@ CAPS = [
     ({}, "M", 10**12, 10**12 + 1, "M must be at most 1e+12 (the supported range), got 1e+12"),
     ({}, "N", 10**12, 10**13, "N must be at most 1e+12 (the supported range), got 1e+13"),
     ({}, "d", 10**12, 10**13, "d must be at most 1e+12 (the supported range), got 1e+13"),
-    ({}, "h", 1e6, 1.5e6, "h must be at most 1e+06 (the supported range), got 1.5e+06"),
-    ({}, "alpha", 1e6, 1e7, "alpha must be at most 1e+06 (the supported range), got 1e+07"),
-    ({}, "beta", 1e6, 1e300, "beta must be at most 1e+06 (the supported range), got 1e+300"),
-    ({}, "sa", 1e6, 2e6, "sa must be at most 1e+06 (the supported range), got 2e+06"),
-    ({}, "sw", 1e6, 2e6, "sw must be at most 1e+06 (the supported range), got 2e+06"),
+    ({}, "h", 1e6, 1.5e6, "h must be at least 1e-09, at most 1e+06 (the supported range), "
+     "got 1.5e+06"),
+    ({}, "h", 1e-9, 1e-320, "h must be at least 1e-09, at most 1e+06 (the supported range), "
+     "got 9.99989e-321"),
+    ({}, "sa", 0.0, 1e-320, "sa must be at least 1e-09, at most 1e+06 (the supported range), "
+     "got 9.99989e-321"),
+    ({}, "alpha", 1e6, 1e7, "alpha must be at least 1e-09, at most 1e+06 (the supported range), "
+     "got 1e+07"),
+    ({}, "beta", 1e6, 1e300, "beta must be at least 1e-09, at most 1e+06 (the supported range), "
+     "got 1e+300"),
+    ({}, "sa", 1e6, 2e6, "sa must be at least 1e-09, at most 1e+06 (the supported range), "
+     "got 2e+06"),
+    ({}, "sw", 1e6, 2e6, "sw must be at least 1e-09, at most 1e+06 (the supported range), "
+     "got 2e+06"),
     ({}, "margin", 10.0, 11.0, "margin must be at most 10 (the supported range), got 11"),
     ({}, "n_test", 10**12, 10**13,
      "n_test must be at most 1e+12 (the supported range), got 1e+13"),

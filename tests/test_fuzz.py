@@ -410,7 +410,7 @@ def run_one(command: str, argv: list[str], config_text: str, inputs: Path, base:
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
                 phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck))
-SLOW_FUZZ = settings(FUZZ, max_examples=SLOW_EXAMPLES, derandomize=False)
+SLOW_FUZZ = settings(FUZZ, max_examples=SLOW_EXAMPLES)  # derandomized: CI is repeatable
 
 
 def _fuzz(command: str, inputs: Path, base: Path, examples: settings, fast: bool = True):
@@ -445,6 +445,9 @@ FOUND = [
     pytest.param(["simulate", "--times", "0.0", "--N", "20", *_TINY_ARGS, "--n-test", "5",
                   "-o", "out.h5"], id="simulate-times-0"),
     pytest.param(["derive", "relu", "-o", "out.h5"], id="derive-o-h5"),
+    pytest.param(["derive", "0", "--verify", "--d", "3"], id="derive-verify-constant"),
+    pytest.param(["theory", "--h", "1e-320", "--N", "20", *_TINY_ARGS, "-o", "out.h5"],
+                 id="theory-h-subnormal"),
 ]
 
 
