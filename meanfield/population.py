@@ -28,6 +28,10 @@ from meanfield.config import Config
 from meanfield.files.theory import TheoryResult
 from meanfield.theory import MAX_POPULATION_TIMES, TheoryError, check_config, check_times
 
+#: the most evaluations of the drives one solve may take (ordinary runs need 100 to 600; a
+#: stiff population, e.g. erf at d = 3, would otherwise run for many minutes)
+MAX_DRIVE_EVALUATIONS = 2000
+
 
 @dataclass(frozen=True)
 class _Quadratures:
@@ -258,8 +262,18 @@ def compute_population(config: Config, times: Sequence[float] | np.ndarray,
     def split(y_: np.ndarray) -> tuple[np.ndarray, ...]:
         return y_[:n], y_[n:2 * n], y_[2 * n:]
 
+    evaluations = [0]
+
     def rhs(tau_: float, y_: np.ndarray) -> np.ndarray:
-        return pop.drive(split(y_)) * t0 * math.exp(tau_)
+        evaluations[0] += 1
+        if evaluations[0] > MAX_DRIVE_EVALUATIONS:  # a stiff or diverging population
+            raise TheoryError(
+                f"activation: the population solver needed more than {MAX_DRIVE_EVALUATIONS} "
+                f"evaluations of the drives for {c.activation!r} at d = {c.d} (stiff or "
+                "diverging dynamics; ordinary runs need a few hundred); the closed form "
+                "covers relu")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return pop.drive(split(y_)) * t0 * math.exp(tau_)
 
     y0 = np.concatenate([quad.a0, quad.w0, quad.rho0])
     if tau[-1] > 0:

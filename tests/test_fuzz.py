@@ -448,6 +448,8 @@ FOUND = [
     pytest.param(["derive", "0", "--verify", "--d", "3"], id="derive-verify-constant"),
     pytest.param(["theory", "--h", "1e-320", "--N", "20", *_TINY_ARGS, "-o", "out.h5"],
                  id="theory-h-subnormal"),
+    pytest.param(["theory", "--activation", "erf", "--N", "20", *_TINY_ARGS, "-o", "out.h5"],
+                 id="theory-erf-d3-stiff", marks=pytest.mark.slow),
 ]
 
 

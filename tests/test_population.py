@@ -125,3 +125,12 @@ def test_population_solver_follows_a_direct_tanh_simulation():
     for i, t in enumerate((5.0, 10.0), start=1):
         assert sim[t][0] == pytest.approx(pop.gamma[i], rel=0.03)
         assert sim[t][1] == pytest.approx(pop.train_error[i], abs=0.03)
+
+
+def test_a_solve_past_its_evaluation_budget_is_refused(monkeypatch):
+    """Ordinary solves take a few hundred evaluations of the drives; past the budget the solver
+    stops with a one-line TheoryError instead of running for minutes (erf at d = 3 is stiff)."""
+    monkeypatch.setattr(PS, "MAX_DRIVE_EVALUATIONS", 5)
+    c = make_config(d=8, activation="tanh")
+    with pytest.raises(T.TheoryError, match="more than 5 evaluations of the drives"):
+        PS.compute_population(c, [0.0, 1.0, 10.0], n_node=4, n_rho=1, n_z=8)
