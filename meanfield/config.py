@@ -456,8 +456,6 @@ def fields_with_role(role: str) -> tuple[str, ...]:
     return tuple(name for name, meta in _META.items() if meta["role"] == role)
 
 
-SIMULATE_OPTIONS = options_for("simulate")
-THEORY_OPTIONS = options_for("theory")
 THEORY_FIELDS = tuple(name for name, meta in _META.items() if meta["theory"])
 """Fields the mean-field theory depends on (a simulation and a theory can be compared only if
 these agree)."""
