@@ -82,6 +82,9 @@ class LinearResult:
     arrays: dict[str, np.ndarray]
     attrs: dict[str, Any] = field(default_factory=dict)
 
+    def __contains__(self, name: str) -> bool:
+        return name in self.arrays
+
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[name]
 

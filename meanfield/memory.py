@@ -45,6 +45,7 @@ from pathlib import Path
 
 from analytic.activations import is_relu
 from meanfield.config import Config, ConfigError
+from meanfield.linear_config import LinearConfig
 
 COMMANDS = ("simulate", "theory", "compare", "reproduce")
 
@@ -309,12 +310,45 @@ def _own_rss() -> int:
         return 0
 
 
+def linear_estimate(config: LinearConfig) -> Estimate:
+    """The peak memory of ``meanfield linear`` (``S`` members, ``K`` widths, ``T`` record
+    steps, ``n`` training and ``n_t`` held-out points, ``m`` the widest width): the outputs of
+    four models on both sets (``4 S K T (n + n_t)``), 23 series ``S K T``, the initial NTKs
+    ``S K n^2``, the initial weights ``S m (d + 1)``; the transients of a GD step (``Z``,
+    ``phi(Z)``, ``phi'(Z) v r``: ``n x m`` each) or of an empirical NTK on the held-out points
+    (four ``n_t x m``); the infinite-width and Hu kernels (``6 n (n + n_t)``) and the GP
+    weights ``A_t`` (``2 T n_t n``); the file image, built in memory before its atomic write
+    (the stored arrays once more)."""
+    from meanfield.linear_gd import record_steps
+
+    S, K, n, nt, d = config.seeds, len(config.widths), config.n, config.n_test, config.d
+    m = config.widths[-1]
+    T = len(record_steps(config.steps, config.n_times, config.times))
+    stored = {
+        "model outputs": 4 * S * K * T * (n + nt) * _F64,
+        "series": 23 * S * K * T * _F64 + 2 * K * T * nt * _F64,
+        "initial NTKs": S * K * n * n * _F64,
+        "initial weights": S * m * (d + 1) * _F64,
+    }
+    parts = {"process baseline": BASELINE_BYTES, **stored,
+             "gradient step or NTK": max(3 * n * m, 4 * nt * m + n * nt) * _F64
+             + 4 * m * d * _F64,
+             "infinite-width and Hu kernels": 6 * n * (n + nt) * _F64 + 2 * T * nt * n * _F64,
+             "output file image": sum(stored.values()) + (n + nt) * (d + 1) * _F64}
+    return Estimate("linear", parts)
+
+
 def check_memory(config: Config, command: str, max_memory: int | None = None) -> Estimate:
     """The :func:`estimate` of ``command``, or :class:`ConfigError` (one line) when it does not
     fit: above ``max_memory`` (bytes of the whole process at its peak) or, without it, above
     the available memory plus what this process already holds of the baseline (the
     interpreter and libraries are loaded when this runs)."""
-    est = estimate(config, command)
+    return check_estimate(estimate(config, command), max_memory)
+
+
+def check_estimate(est: Estimate, max_memory: int | None = None) -> Estimate:
+    """``est``, or :class:`ConfigError` (one line) when it does not fit (see
+    :func:`check_memory`)."""
     if max_memory is not None:
         budget, shown = int(max_memory), int(max_memory)
         if est.total <= budget:

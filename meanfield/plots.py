@@ -55,13 +55,13 @@ def _window_end(ax, d: dict) -> None:
 
 def fig1(compare_path: str | Path, out: str | Path) -> Path:
     """The four-panel Fig. 1 from a comparison file, written to ``out`` (png or pdf)."""
-    return _save(draw_fig1(compare_path), out, _identity(compare_path))
+    return save_figure(draw_fig1(compare_path), out, _identity(compare_path))
 
 
 def error_figure(compare_path: str | Path, out: str | Path) -> Path:
     """Training and test unsatisfied fractions and the loss against time, simulation and
     theory, written to ``out``."""
-    return _save(draw_errors(compare_path), out, _identity(compare_path))
+    return save_figure(draw_errors(compare_path), out, _identity(compare_path))
 
 
 def _identity(compare_path: str | Path) -> str:
@@ -69,7 +69,7 @@ def _identity(compare_path: str | Path) -> str:
         return str(text_attr(f, "inputs_hash", ""))
 
 
-def _save(fig: Figure, out: str | Path, identity: str) -> Path:
+def save_figure(fig: Figure, out: str | Path, identity: str) -> Path:
     """Write ``fig`` atomically (``out.tmp``, then rename), tagged with ``identity``."""
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp")

@@ -67,6 +67,10 @@ def _complete(path: Path, kind: str) -> None:
         from meanfield.files.theory import read_theory
 
         read_theory(path)
+    elif kind == "linear":
+        from meanfield.files.linear import read_linear
+
+        read_linear(path)
     else:
         from meanfield.files.comparison import read_comparison
 
@@ -79,6 +83,10 @@ def _held(path: Path, kind: str) -> tuple[str, Config | None]:
     with open_meanfield(path, kind) as f:
         if kind == "comparison":
             return str(text_attr(f, "inputs_hash", "")), None
+        if kind == "linear":
+            from meanfield.linear_config import linear_config_from_json
+
+            return linear_config_from_json(read_config_json(f)).hash(), None
         config = from_json(read_config_json(f))
     return run_hash(config), config
 
@@ -90,8 +98,9 @@ def existing_result(path: str | Path, kind: str, identity: str, overwrite: bool 
 
     Args:
         path: the output file.
-        kind: ``simulation``, ``theory`` or ``comparison``.
-        identity: the run hash of ``config`` (a comparison: :func:`comparison_identity`).
+        kind: ``simulation``, ``theory``, ``comparison`` or ``linear``.
+        identity: the run hash of ``config`` (a comparison: :func:`comparison_identity`; a
+            linear run: :meth:`meanfield.linear_config.LinearConfig.hash`).
         overwrite: allow replacing a file that holds something else.
         config: this run's configuration, to name the fields that differ.
 
