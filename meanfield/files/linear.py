@@ -104,6 +104,18 @@ def _variables() -> dict[str, tuple[tuple[str, ...], str]]:
 
 #: name -> (dims, long_name) of every variable
 VARIABLES = _variables()
+#: why a variable may hold NaN or inf (written as its ``non_finite`` attribute when it does)
+NON_FINITE = {
+    "kernel_velocity": "NaN at t = 0 (no earlier record)",
+    "ens_var": "NaN with one member (no variance over members)",
+    "t_escape_lin": "+inf: the model was not left for good by the last record",
+    "t_escape_hu": "+inf: the model was not left for good by the last record",
+    **{name: "NaN for one width or a mean that is not positive" for name in
+       ("slope_disc_lin", "slope_disc_lin_test", "slope_W_distance", "slope_ntk_change")},
+}
+#: the label of a non-finite value anywhere else: a linear model run above its own stability
+#: limit 2n / lambda_max (lr_max checks the empirical NTK only)
+DIVERGED = "overflow: lr is above this model's own limit 2n/lambda_max of its kernel"
 #: global attributes of the run (besides provenance)
 ATTRS = ("lr", "lr1", "lr2", "c_ones", "c_data", "c_identity", "tol", "lr_max",
          "ntk_inf_method")
@@ -126,10 +138,12 @@ def write_linear(result: LinearResult, path: str | Path) -> None:
         for name, (units, long_name) in COORDINATES.items():
             write_coordinate(f, name, result[name], {"units": units, "long_name": long_name})
         for name, (dims, long_name) in VARIABLES.items():
-            attrs = {"units": DIMENSIONLESS, "long_name": long_name}
-            if name.startswith("t_escape_"):
-                attrs["units"] = STEP_UNITS
-            write_variable(f, name, np.asarray(result[name], dtype=np.float64), dims, attrs)
+            values = np.asarray(result[name], dtype=np.float64)
+            attrs = {"units": STEP_UNITS if name.startswith("t_escape_") else DIMENSIONLESS,
+                     "long_name": long_name}
+            if not np.isfinite(values).all():
+                attrs["non_finite"] = NON_FINITE.get(name, DIVERGED)
+            write_variable(f, name, values, dims, attrs)
 
 
 def read_linear(path: str | Path) -> LinearResult:
