@@ -81,7 +81,8 @@ def linear(config_path: str | None, output: str, as_json: bool, plot: str | None
         result = read_linear(out)
     else:
         check_estimate(linear_estimate(config),
-                       None if max_memory is None else parse_size(max_memory))
+                       None if max_memory is None else parse_size(max_memory),
+                       sizes="n/n_test/widths/seeds/d")
         result = _run(run_linear, config, progress)
         write_linear(result, out)
     if figures:

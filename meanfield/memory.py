@@ -346,9 +346,10 @@ def check_memory(config: Config, command: str, max_memory: int | None = None) ->
     return check_estimate(estimate(config, command), max_memory)
 
 
-def check_estimate(est: Estimate, max_memory: int | None = None) -> Estimate:
-    """``est``, or :class:`ConfigError` (one line) when it does not fit (see
-    :func:`check_memory`)."""
+def check_estimate(est: Estimate, max_memory: int | None = None,
+                   sizes: str = "N/M/d") -> Estimate:
+    """``est``, or :class:`ConfigError` (one line, suggesting smaller ``sizes``) when it does
+    not fit (see :func:`check_memory`)."""
     if max_memory is not None:
         budget, shown = int(max_memory), int(max_memory)
         if est.total <= budget:
@@ -361,7 +362,7 @@ def check_estimate(est: Estimate, max_memory: int | None = None) -> Estimate:
     parts = ", ".join(f"{name} {format_size(size)}" for name, size in est.largest())
     raise ConfigError(f"needs about {format_size(est.total)} (largest parts: {parts}), "
                       f"{format_size(shown)} {'allowed' if max_memory is not None else 'available'}"
-                      f"; use smaller N/M/d or --max-memory")
+                      f"; use smaller {sizes} or --max-memory")
 
 
 # ----------------------------------------------------------------------------- --max-memory
