@@ -63,9 +63,10 @@ def moments_section(act: Activation, moments: Mapping[str, Any]) -> Section:
 
 def kernels_section(kernels: Mapping[str, Any]) -> Section:
     rows = []
+    where = "" if kernels.get("domain", "all").startswith("all") else r" \quad (q = q' = 1)"
     for key, sym in (("theta1", r"\Theta_1"), ("theta2", r"\Theta_2")):
         rel = "=" if kernels[key]["exact"] else r"\approx"
-        rows.append(_line(key, f"{sym} {rel} {kernels[key]['latex']}"))
+        rows.append(_line(key, f"{sym} {rel} {kernels[key]['latex']}{where}"))
     return Section(TITLES["kernels"], (
         note(f"Theta1 = rho E[phi'(u) phi'(u')], Theta2 = E[phi(u) phi(u')], rho = x.x'/d, "
              f"q = |x|^2/d, q' = |x'|^2/d ({kernels['method']}; {kernels['reference']})"),

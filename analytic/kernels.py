@@ -15,7 +15,8 @@ Three routes to these expectations, each checked against the others in ``tests/`
 
 - closed forms: relu (arc-cosine kernels of degree 1 and 0, Cho & Saul 2009) and erf (arcsin
   kernel, Williams 1997), as sympy expressions in ``(rho, q, q')`` and numpy functions, and
-  from them ``a x + b relu(x)`` (linear, leaky relu, abs) symbolically;
+  from them ``a x + b relu(x)`` (linear, leaky relu, abs), symbolically and numerically;
+  polynomials exactly by Isserlis' theorem;
 - the Hermite (Mehler) series: with ``c_k(q) = E[phi(sqrt(q) g) He_k(g)]`` and
   ``r = rho / sqrt(q q')``, ``E[phi(u) phi(u')] = sum_k c_k(q) c_k(q') r^k / k!``; at
   ``q = q' = 1`` this is ``sum_k c_k^2 rho^k / k!`` with ``c_k = E[phi(g) He_k(g)]`` and, since
@@ -274,6 +275,53 @@ def piecewise_linear_forms(a: Any, b: Any) -> KernelForms:
     )
 
 
+@lru_cache(maxsize=256)
+def gaussian_cross_moment(a: int, b: int) -> sp.Expr:
+    """``E[u^a u'^b]`` for ``(u, u')`` centred Gaussian with covariance
+    ``[[q, rho], [rho, q']]``, exactly, by Isserlis' (Wick's) theorem: pair the ``a + b``
+    factors; ``k`` cross pairs (``k = a = b mod 2``) are chosen in ``C(a, k) C(b, k) k!``
+    ways and the rest pair among themselves in ``(a - k - 1)!! (b - k - 1)!!`` ways, so
+
+        E[u^a u'^b] = sum_k C(a,k) C(b,k) k! (a-k-1)!! (b-k-1)!! rho^k q^((a-k)/2) q'^((b-k)/2).
+    """
+    total = sp.Integer(0)
+    for k in range(min(a, b) + 1):
+        if (a - k) % 2 or (b - k) % 2:
+            continue
+        ways = (sp.binomial(a, k) * sp.binomial(b, k) * sp.factorial(k)
+                * sp.factorial2(a - k - 1) * sp.factorial2(b - k - 1))
+        total += ways * RHO**k * Q ** ((a - k) // 2) * QP ** ((b - k) // 2)
+    return total
+
+
+def _polynomial_moment(f: sp.Poly, g: sp.Poly) -> sp.Expr:
+    """``E[f(u) g(u')]`` for polynomials ``f``, ``g`` (:func:`gaussian_cross_moment`)."""
+    out = sp.Integer(0)
+    for (i,), ci in f.terms():
+        for (j,), cj in g.terms():
+            out += ci * cj * gaussian_cross_moment(i, j)
+    return sp.expand(out)
+
+
+def polynomial_forms(expr: sp.Expr) -> KernelForms | None:
+    """Exact kernels of a polynomial ``phi`` in ``(rho, q, q')``, or ``None`` if ``expr`` is
+    not a polynomial in ``x``: ``E[phi(u) phi(u')]`` and ``E[phi'(u) phi'(u')]`` are
+    polynomials in ``rho, q, q'`` (:func:`gaussian_cross_moment`), e.g. ``x^2``:
+    ``q q' + 2 rho^2``. At ``q = q' = 1`` they equal the (finite) Mehler series."""
+    from analytic.activations import X
+
+    if not expr.is_polynomial(X):
+        return None
+    poly = sp.Poly(expr, X)
+    deriv = poly.diff(X)
+    return KernelForms(
+        name=f"polynomial {expr}",
+        nngp=_polynomial_moment(poly, poly),
+        dphi=_polynomial_moment(deriv, deriv),
+        reference="Isserlis' theorem (Wick pairings of Gaussian moments)",
+    )
+
+
 def _as_piecewise_linear(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
     """``(a, b)`` (exact) if ``expr`` equals ``a x + b relu(x)``: ``a = -phi(-1)``,
     ``b = phi(1) - a``, confirmed at 64 fixed points of ``[-6, 6]`` to 1e-12."""
@@ -294,24 +342,71 @@ def _as_piecewise_linear(expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
     return (a, b) if ok else None
 
 
-def relu_kernels(rho: Any, q: Any = 1.0, qp: Any = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Numeric ``(E[relu(u) relu(u')], E[H(u) H(u')])`` (arc-cosine kernels, degrees 1, 0)."""
-    rho, q, qp = (np.asarray(a, dtype=float) for a in (rho, q, qp))
+_SNAP = 16 * np.finfo(float).eps
+
+
+def _cosine(rho: np.ndarray, q: np.ndarray, qp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(c, s)`` with ``s = sqrt(q q')`` and ``c = rho / s`` in ``[-1, 1]``, snapped to
+    exactly ``+-1`` when ``1 - |c| <= 16 eps`` (``rho^2 = q q'`` to rounding: coincident or
+    (anti)parallel inputs, whose ``rho`` and ``q`` were summed in different orders).
+
+    Snapping moves ``theta = arccos(c)`` by at most ``sqrt(32 eps) ~ 8e-8`` where the
+    inputs cannot tell ``|c| = 1`` from ``|c| = 1 - 16 eps`` anyway; without it the
+    diagonal of the degree-0 kernel loses ``sqrt(2 eps) / (2 pi) ~ 3e-9`` per ulp of ``c``.
+    """
     s = np.sqrt(q * qp)
-    c = np.clip(rho / s, -1.0, 1.0)
-    theta = np.arccos(c)
-    nngp = s * (np.sqrt(1.0 - c * c) + (np.pi - theta) * c) / (2 * np.pi)
-    return nngp, (np.pi - theta) / (2 * np.pi)
+    # a zero input (s = 0, rho = 0) is uncorrelated with everything: c = 0
+    ratio = np.divide(rho, s, out=np.zeros(np.broadcast(rho, s).shape), where=s > 0)
+    c = np.clip(ratio, -1.0, 1.0)
+    c = np.where(1.0 - np.abs(c) <= _SNAP, np.sign(c), c)
+    return c, s
+
+
+def relu_kernels(rho: Any, q: Any = 1.0, qp: Any = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric ``(E[relu(u) relu(u')], E[H(u) H(u')])`` (arc-cosine kernels, degrees 1, 0).
+
+    ``pi - theta = pi - arccos(c)`` is evaluated as ``2 atan2(sqrt(1 + c), sqrt(1 - c))`` and
+    ``sin(theta)`` as ``sqrt((1 - c)(1 + c))``: a few ulps for every ``c``, also near
+    ``c = +-1`` where ``arccos`` of a rounded ``c`` loses half the digits. At ``x' = x``
+    (``c = 1``, see :func:`_cosine`) ``pi - theta = pi`` exactly: ``k0 = 1/2``, ``k1 = q / 2``;
+    at ``x' = -x`` it is ``0``: ``k0 = k1 = 0``.
+    """
+    rho, q, qp = (np.asarray(a, dtype=float) for a in (rho, q, qp))
+    c, s = _cosine(rho, q, qp)
+    lo, hi = 1.0 - c, 1.0 + c
+    rest = 2.0 * np.arctan2(np.sqrt(hi), np.sqrt(lo))  # pi - theta
+    nngp = s * (np.sqrt(lo * hi) + rest * c) / (2 * np.pi)
+    return nngp, rest / (2 * np.pi)
 
 
 def erf_kernels(rho: Any, q: Any = 1.0, qp: Any = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Numeric ``(E[erf(u) erf(u')], E[erf'(u) erf'(u')])`` (Williams' arcsin kernel)."""
+    """Numeric ``(E[erf(u) erf(u')], E[erf'(u) erf'(u')])`` (Williams' arcsin kernel).
+
+    With ``p = (1 + 2q)(1 + 2q')`` and ``z = 2 rho / sqrt(p)``: ``arcsin(z)`` is evaluated as
+    ``atan2(2 rho, sqrt(p - 4 rho^2))`` with ``p - 4 rho^2 = 1 + 2q + 2q' + 4 (q q' - rho^2)``
+    and ``q q' - rho^2 = s^2 (1 - c)(1 + c) >= 0`` (:func:`_cosine`): no cancellation as
+    ``|z| -> 1`` (large ``q``) and never a negative square root at ``rho^2 = q q'``.
+    """
     rho, q, qp = (np.asarray(a, dtype=float) for a in (rho, q, qp))
-    p = (1 + 2 * q) * (1 + 2 * qp)
-    nngp = 2 / np.pi * np.arcsin(np.clip(2 * rho / np.sqrt(p), -1.0, 1.0))
-    return nngp, 4 / (np.pi * np.sqrt(p - 4 * rho * rho))
+    c, s = _cosine(rho, q, qp)
+    gap = 1 + 2 * q + 2 * qp + 4 * (s * s) * ((1.0 - c) * (1.0 + c))  # p - 4 rho^2
+    root = np.sqrt(gap)
+    nngp = 2 / np.pi * np.arctan2(2 * rho, root)
+    return nngp, 4 / (np.pi * root)
 
 
+def relu_mix_kernels(
+    a: float, b: float, rho: Any, q: Any = 1.0, qp: Any = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Numeric ``(E[phi(u) phi(u')], E[phi'(u) phi'(u')])`` for ``phi = a x + b relu(x)``
+    (:func:`piecewise_linear_forms`): ``a (a + b) rho + b^2 k1`` and ``a (a + b) + b^2 k0``
+    with the arc-cosine kernels ``k1, k0`` of :func:`relu_kernels`."""
+    rho = np.asarray(rho, dtype=float)
+    k1, k0 = relu_kernels(rho, q, qp)
+    return a * (a + b) * rho + b * b * k1, a * (a + b) + b * b * k0
+
+
+RELU_MIX = "a x + b relu(x)"
 _NUMERIC_CLOSED = {"relu": relu_kernels, "erf": erf_kernels}
 
 
@@ -327,12 +422,23 @@ def _reference_fns() -> dict[str, NumFn]:
 @dataclass(frozen=True)
 class NumericActivation:
     """Vectorised numpy callables for ``phi`` and ``phi'`` with the kinks of ``phi``
-    (``phi'`` may jump there), and the name of a closed-form kernel if ``phi`` has one."""
+    (``phi'`` may jump there), and the name of a closed-form kernel if ``phi`` has one:
+    ``"relu"``, ``"erf"`` or :data:`RELU_MIX` (``"a x + b relu(x)"``, with ``(a, b)`` in
+    ``relu_mix``: linear, leaky relu, abs, ...)."""
 
     phi: NumFn
     dphi: NumFn
     kinks: tuple[float, ...] = ()
     closed_form: str | None = None
+    relu_mix: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.closed_form not in (None, RELU_MIX, *_NUMERIC_CLOSED):
+            raise ValueError(f"closed_form must be None, {RELU_MIX!r} or one of "
+                             f"{sorted(_NUMERIC_CLOSED)}, got {self.closed_form!r}")
+        if (self.closed_form == RELU_MIX) != (self.relu_mix is not None):
+            raise ValueError(f"relu_mix = (a, b) is given exactly when closed_form is "
+                             f"{RELU_MIX!r}")
 
 
 def identify_closed_form(phi: NumFn) -> str | None:
@@ -345,6 +451,38 @@ def identify_closed_form(phi: NumFn) -> str | None:
         if np.all(np.abs(y - ref(x)) <= 1e-13 * (1 + np.abs(ref(x)))):
             return name
     return None
+
+
+def identify_relu_mix(phi: NumFn) -> tuple[float, float] | None:
+    """``(a, b)`` if ``phi(x) = a x + b relu(x)`` (linear ``(1, 0)``, leaky relu with slope
+    ``s``: ``(s, 1 - s)``, abs ``(-1, 2)``, relu ``(0, 1)``), else ``None``: ``a = -phi(-1)``,
+    ``b = phi(1) - a``, confirmed at 64 fixed points of ``[-6, 6]`` to
+    ``1e-13 (1 + |a x + b relu(x)|)`` (round-off of the expression only)."""
+    ends = np.asarray(phi(np.array([-1.0, 1.0])), dtype=float)
+    a = float(-ends[0])
+    b = float(ends[1]) - a
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    x = np.random.default_rng(20201).uniform(-6.0, 6.0, 64)
+    with np.errstate(all="ignore"):
+        y = np.asarray(phi(x), dtype=float)
+    ref = a * x + b * np.maximum(x, 0.0)
+    if np.all(np.abs(y - ref) <= 1e-13 * (1 + np.abs(ref))):
+        return a, b
+    return None
+
+
+def closed_form_kernels(
+    act: NumericActivation, rho: Any, q: Any = 1.0, qp: Any = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(E[phi(u) phi(u')], E[phi'(u) phi'(u')])`` by ``act.closed_form`` (which must be
+    set): :func:`relu_kernels`, :func:`erf_kernels` or :func:`relu_mix_kernels`."""
+    if act.closed_form == RELU_MIX:
+        a, b = act.relu_mix  # type: ignore[misc]
+        return relu_mix_kernels(a, b, rho, q, qp)
+    if act.closed_form is None:
+        raise ValueError("the activation has no closed-form kernel")
+    return _NUMERIC_CLOSED[act.closed_form](rho, q, qp)
 
 
 def numeric_activation(activation: Any) -> NumericActivation:
@@ -365,7 +503,9 @@ def numeric_activation(activation: Any) -> NumericActivation:
             raise ActivationError(
                 f"activation {activation.name!r} jumps at x={k:g}: phi' has a delta there and "
                 "the first-layer NTK is infinite; allowed: activations continuous in x")
-    return NumericActivation(phi, dphi, kinks, identify_closed_form(phi))
+    closed = identify_closed_form(phi)
+    mix = identify_relu_mix(phi) if closed is None else None
+    return NumericActivation(phi, dphi, kinks, RELU_MIX if mix else closed, mix)
 
 
 def _vectorised(fn: Callable) -> NumFn:
@@ -403,7 +543,10 @@ def mehler_kernel(
     qp = np.asarray(qp, dtype=float)
     h = hermite_table(phi, kinks, order, q)
     hp = hermite_table(psi, kinks_psi or (), order, qp)
-    r = np.asarray(rho, dtype=float) / np.sqrt(q[:, None] * qp[None, :])
+    rho = np.asarray(rho, dtype=float)
+    scale = np.sqrt(q[:, None] * qp[None, :])
+    # a zero input (q = 0, so rho = 0) has r = 0: only c_0 = phi(0) survives
+    r = np.divide(rho, scale, out=np.zeros(np.broadcast(rho, scale).shape), where=scale > 0)
     total = np.zeros_like(r)
     power = np.ones_like(r)
     for k in range(order + 1):
@@ -422,13 +565,15 @@ def two_layer_kernels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Infinite-width ``(Theta1, Theta2)`` at scalar or broadcastable ``(rho, q, q')``.
 
-    Closed form when ``act.closed_form`` is set; otherwise the Mehler series (``order``
-    terms) off the diagonal and 1-D quadrature where ``rho^2 = q q'`` (``u = u'``, where the
-    series converges slowly). Returns ``Theta1 = rho E[phi' phi']``, ``Theta2 = E[phi phi]``.
+    Closed form when ``act.closed_form`` is set (:func:`closed_form_kernels`); otherwise the
+    Mehler series (``order`` terms) off the diagonal and 1-D quadrature where
+    ``rho^2 = q q'`` (``u' = +-sqrt(q'/q) u``, where the series converges slowly); the
+    series' truncation error is not reported here (``meanfield.linear.infinite_width_ntk``
+    bounds it). Returns ``Theta1 = rho E[phi' phi']``, ``Theta2 = E[phi phi]``.
     """
     rho, q, qp = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (rho, q, qp)))
     if act.closed_form is not None:
-        nngp, dd = _NUMERIC_CLOSED[act.closed_form](rho, q, qp)
+        nngp, dd = closed_form_kernels(act, rho, q, qp)
         return rho * dd, nngp
     shape = rho.shape
     rho, q, qp = rho.ravel(), q.ravel(), qp.ravel()
@@ -439,17 +584,31 @@ def two_layer_kernels(
     return (rho * dd).reshape(shape), nngp.reshape(shape)
 
 
+ALIGNED = 1e-12
+"""Pairs with ``|1 - r^2| <= ALIGNED`` (``r = rho / sqrt(q q')``) are treated as aligned,
+``u' = +-sqrt(q'/q) u`` (coincident or (anti)parallel inputs up to rounding): there the Mehler
+series converges slowly and one-dimensional quadrature is exact. Treating such a pair as
+``|r| = 1`` moves ``E[phi' phi']`` by at most ``arccos(|r|) / (2 pi) <= 1.6e-7`` of its scale
+where ``phi'`` jumps (its degree-0 arc-cosine part), and the rest by ``O(1 - r^2) <= 1e-12``."""
+
+
+def aligned_kernels(act: NumericActivation, sign: float, q: float, qp: float) -> tuple:
+    """``(E[phi(u) phi(u')], E[phi'(u) phi'(u')])`` for ``u' = sign sqrt(q'/q) u``,
+    ``u ~ N(0, q)`` (``rho = sign sqrt(q q')``), by the 1-D rule split at the kinks of both
+    factors: accurate to ~1e-13 for piecewise-smooth ``phi``."""
+    s = math.sqrt(qp / q) * (1.0 if sign >= 0 else -1.0)
+    # fn(s u) has its kinks at k / s
+    kinks = sorted({*act.kinks, *(k / s for k in act.kinks)})
+
+    def both(fn: NumFn) -> float:
+        return gaussian_expectation(lambda u: fn(u) * fn(s * u), kinks, q)
+
+    return both(act.phi), both(act.dphi)
+
+
 def _pair(act: NumericActivation, rho: float, q: float, qp: float, order: int) -> tuple:
-    if abs(rho * rho - q * qp) <= 1e-12 * q * qp:
-        sgn = 1.0 if rho >= 0 else -1.0
-        s = math.sqrt(qp / q) * sgn
-        # u' = s u: fn(s u) has its kinks at k / s
-        kinks = sorted({*act.kinks, *(k / s for k in act.kinks)})
-
-        def both(fn: NumFn) -> float:
-            return gaussian_expectation(lambda u: fn(u) * fn(s * u), kinks, q)
-
-        return both(act.phi), both(act.dphi)
+    if abs(q * qp - rho * rho) <= ALIGNED * q * qp:
+        return aligned_kernels(act, rho, q, qp)
     one = np.array([[rho]])
     qa, qb = np.array([q]), np.array([qp])
     nngp = mehler_kernel(act.phi, act.kinks, one, qa, qb, order)[0][0, 0]
@@ -584,38 +743,49 @@ def feature_map(coefficients: Mapping[str, Any]) -> Callable[[np.ndarray], np.nd
 def kernel_report(activation: Any, moments: Mapping[str, Any]) -> dict[str, Any]:
     """Infinite-width ``Theta1``, ``Theta2`` for ``meanfield derive``.
 
-    erf (recognised by the expression ``erf(x)``) and ``a x + b relu(x)`` (relu, leaky relu,
-    abs, linear; :func:`piecewise_linear_forms`): the closed forms in ``(rho, q, q')``,
-    ``exact``. Any other activation: the Mehler series at ``q = q' = 1`` through ``rho^3`` from
-    ``c_0..c_3 = nu, zeta, mu2, mu3``,
+    Exact in ``(rho, q, q')`` (``exact`` when its coefficients are exact numbers, not
+    floats): erf (recognised by the expression ``erf(x)``), ``a x + b relu(x)`` (relu, leaky
+    relu, abs, linear; :func:`piecewise_linear_forms`) and polynomials of any degree
+    (:func:`polynomial_forms`). Any other activation: the Mehler series at ``q = q' = 1``
+    only, through ``rho^3``, from ``c_0..c_3 = nu, zeta, mu2, mu3``,
     ``Theta2 = sum_{k<=3} c_k^2 rho^k/k! + O(rho^4)``,
-    ``Theta1 = sum_{k<=2} c_{k+1}^2 rho^(k+1)/k! + O(rho^4)``: never ``exact`` (truncated);
-    ``coefficients_exact`` says whether its coefficients are. Returns ``{"method",
-    "reference", "truncated", "coefficients_exact", "theta1", "theta2"}``, each kernel as
+    ``Theta1 = sum_{k<=2} c_{k+1}^2 rho^(k+1)/k! + O(rho^4)``: never ``exact`` (truncated,
+    and off the sphere the coefficients change with ``q``); ``coefficients_exact`` says
+    whether its coefficients are. Returns ``{"method", "reference", "truncated",
+    "coefficients_exact", "domain", "theta1", "theta2"}``, ``domain`` being
+    ``"all (rho, q, q')"`` or ``"q = q' = 1 only"``, each kernel as
     ``{"expr": sympy, "exact": bool, "latex": str, "text": str}``.
     """
     from analytic.activations import X
 
-    pl = None if activation.expr == sp.erf(X) else _as_piecewise_linear(activation.expr)
-    forms = _erf_forms() if activation.expr == sp.erf(X) else None
+    expr = activation.expr
+    pl = None if expr == sp.erf(X) else _as_piecewise_linear(expr)
+    forms = _erf_forms() if expr == sp.erf(X) else None
     if pl is not None:
         forms = _relu_forms() if pl == (0, 1) else piecewise_linear_forms(*pl)
+        method = "closed form in (rho, q, q')"
+    elif forms is not None:
+        method = "closed form in (rho, q, q')"
+    else:
+        forms = polynomial_forms(expr)
+        method = "Gaussian moments of a polynomial, exact in (rho, q, q')"
     if forms is not None:
         exprs = {"theta1": forms.theta1, "theta2": forms.theta2}
-        out: dict[str, Any] = {"method": "closed form in (rho, q, q')",
-                               "reference": forms.reference, "truncated": False,
-                               "coefficients_exact": True}
+        if forms.reference.startswith("Isserlis"):
+            exprs = {k: sp.expand(v) for k, v in exprs.items()}
+        out: dict[str, Any] = {"method": method, "reference": forms.reference,
+                               "truncated": False,
+                               "coefficients_exact": not any(e.has(sp.Float)
+                                                             for e in exprs.values()),
+                               "domain": "all (rho, q, q')"}
     else:
         coeffs = [moments[k] for k in ("nu", "zeta", "mu2", "mu3")]
         exprs = mehler_series(coeffs)
-        # a polynomial of degree <= 3 has c_k = 0 for k > 3: the series is complete
-        expr = activation.expr
-        complete = expr.is_polynomial(X) and sp.degree(expr, X) <= 3
-        out = {"method": "Mehler series at q = q' = 1, through rho^3"
-                         + (" (complete: phi is a polynomial of degree <= 3)" if complete else ""),
+        out = {"method": "Mehler series through rho^3, valid at q = q' = 1 only",
                "reference": "Hermite expansion, c_k = E[phi(g) He_k(g)]",
-               "truncated": not complete,
-               "coefficients_exact": all(getattr(c, "exact", False) for c in coeffs)}
+               "truncated": True,
+               "coefficients_exact": all(getattr(c, "exact", False) for c in coeffs),
+               "domain": "q = q' = 1 only"}
     tail = (" + O(rho^4)", r" + O(\rho^{4})") if out["truncated"] else ("", "")
     for key, kernel in exprs.items():
         exact = not out["truncated"] and out["coefficients_exact"]

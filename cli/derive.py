@@ -396,9 +396,11 @@ def _kernels(act: Any, moments: dict[str, Any]) -> dict[str, Any]:
 def _kernel_table(kernels: dict[str, Any]) -> str:
     lines = ["", "Infinite-width NTK, rho = x.x'/d, q = |x|^2/d, q' = |x'|^2/d "
                  f"({kernels['method']}; {kernels['reference']}):"]
+    where = "" if kernels.get("domain", "all").startswith("all") else "   (at q = q' = 1 only)"
     for key, label in (("theta1", "Theta1 = rho E[phi'(u) phi'(u')]"),
                        ("theta2", "Theta2 = E[phi(u) phi(u')]     ")):
-        lines.append(f"  {label}  {'=' if kernels[key]['exact'] else '~='} {kernels[key]['text']}")
+        lines.append(f"  {label}  {'=' if kernels[key]['exact'] else '~='} "
+                     f"{kernels[key]['text']}{where}")
     return "\n".join(lines)
 
 

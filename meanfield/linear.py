@@ -19,7 +19,8 @@ arXiv:1902.06720, or the affine kernel of Hu et al. 2020, arXiv:2006.14599):
     f_t(X)  = f_0(X) + (I - exp(-eta Theta t)) (y - f_0(X)),
     f_t(x)  = f_0(x) + Theta(x, X) Theta^+ (I - exp(-eta Theta t)) (y - f_0(X)),
 
-(the pseudo-inverse is exact on the range of ``Theta``; along its null space nothing moves).
+(the pseudo-inverse is exact on the range of ``Theta``; along its null space nothing moves;
+at ``t = inf`` the factor ``I - exp(-eta Theta t)`` is the projection on the range).
 Times ``t`` are in the units of ``1/eta``.
 """
 
@@ -29,13 +30,15 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.sparse.linalg import eigsh
 
 from analytic.kernels import (
+    ALIGNED,
     NumericActivation,
+    aligned_kernels,
     feature_map,
     gaussian_expectations,
     mehler_kernel,
@@ -97,45 +100,140 @@ def empirical_ntk(
     return theta1.astype(np.float64), theta2.astype(np.float64)
 
 
-def infinite_width_ntk(
-    act: NumericActivation, X: np.ndarray, X2: np.ndarray | None = None, order: int = 40
-) -> tuple[np.ndarray, np.ndarray]:
-    """Infinite-width ``(Theta1, Theta2)`` evaluated exactly on the data (no ``m``).
+class KernelAccuracyError(ValueError):
+    """The infinite-width kernel of an activation without a closed form cannot be evaluated
+    to the requested accuracy by the truncated Mehler series (inputs too strongly
+    correlated for the number of terms)."""
 
-    Closed forms for relu/erf; otherwise the Mehler series with per-point coefficients
-    ``c_k(q_i)`` (``analytic.kernels.mehler_kernel``) off the diagonal, truncated after
-    ``K = min(order, first K with max|r|^(K+1) < 1e-13)`` terms (the neglected tail is at most
-    ``max|r|^(K+1)`` times the tail of ``E phi(u)^2``; with ``|r| ~ 1/sqrt(d)`` the cap binds
-    only for small ``d``), and 1-D quadrature on the diagonal of a Gram matrix (``X2`` is
-    ``None``).
+
+class InfiniteWidthNTK(NamedTuple):
+    """Result of :func:`infinite_width_ntk_with_error`.
+
+    ``theta1``, ``theta2``: the kernels (``n x n2``); ``method``: how they were computed,
+    one of ``"closed form (relu)"``, ``"closed form (erf)"``,
+    ``"closed form (a x + b relu(x))"`` or ``"Mehler series, N terms, error <= E"`` (then
+    followed by ``"; 1-D quadrature for P aligned pairs (|r| = 1)"`` when some pairs are
+    coincident or (anti)parallel); ``max_error``: a bound on the absolute truncation error
+    of the series over every entry of both kernels (``0.0`` for closed forms, exact up to
+    round-off, ~1e-15 relative; the 1-D quadrature of aligned pairs, ~1e-13, is not
+    counted); ``max_relative_error``: the
+    largest per-entry bound relative to the Cauchy-Schwarz scale of the entry
+    (``sqrt(E phi(u)^2 E phi(u')^2)`` for ``Theta2``, ``|rho| sqrt(E phi'(u)^2
+    E phi'(u')^2)`` for ``Theta1``), the quantity compared with ``tol``.
     """
+
+    theta1: np.ndarray
+    theta2: np.ndarray
+    method: str
+    max_error: float
+    max_relative_error: float
+
+
+def infinite_width_ntk(
+    act: NumericActivation,
+    X: np.ndarray,
+    X2: np.ndarray | None = None,
+    order: int = 40,
+    tol: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Infinite-width ``(Theta1, Theta2)`` on the data: :func:`infinite_width_ntk_with_error`
+    without the method and the error bound (it raises :class:`KernelAccuracyError` the same
+    way)."""
+    out = infinite_width_ntk_with_error(act, X, X2, order, tol)
+    return out.theta1, out.theta2
+
+
+def infinite_width_ntk_with_error(
+    act: NumericActivation,
+    X: np.ndarray,
+    X2: np.ndarray | None = None,
+    order: int = 40,
+    tol: float = 1e-6,
+) -> InfiniteWidthNTK:
+    """Infinite-width ``(Theta1, Theta2)`` evaluated exactly on the data (no ``m``), with the
+    method used and a bound on its error.
+
+    Closed forms for relu, erf and ``a x + b relu(x)`` (``act.closed_form``; linear, leaky
+    relu, abs). Otherwise: pairs with ``|r| = 1`` to rounding (``1 - r^2 <=
+    analytic.kernels.ALIGNED``, ``r = rho / sqrt(q q')``: the diagonal of a Gram matrix,
+    coincident or (anti)parallel inputs, where ``u' = +-sqrt(q'/q) u``) by exact 1-D
+    quadrature; the others by the Mehler series with per-point coefficients ``c_k(q_i)``
+    (``analytic.kernels.mehler_kernel``) truncated after ``K = min(order, first K with
+    max|r|^(K+1) < 1e-13)`` terms, with its Cauchy-Schwarz bound ``|r|^(K+1) sqrt(T(q)
+    T(q'))`` on the neglected tail. If that bound exceeds ``tol`` times the entry's scale
+    (:class:`InfiniteWidthNTK`) anywhere, raises :class:`KernelAccuracyError` (one line)
+    rather than return a kernel that is wrong by more: the series converges like
+    ``|r|^K`` times a tail that decays only like ``K^(-1/2)`` for a kinked ``phi``, so at
+    ``|r| = 0.98`` 40 terms are not enough.
+    """
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
     same = X2 is None
     X2 = X if same else X2
     d = X.shape[1]
     rho = X @ X2.T / d
-    q = np.einsum("ij,ij->i", X, X) / d
-    qp = np.einsum("ij,ij->i", X2, X2) / d
-    if act.closed_form is not None:
-        return two_layer_kernels(act, rho, q[:, None], qp[None, :])
     if same:
-        off = ~np.eye(len(X), dtype=bool)
-        rho_off = np.where(off, rho, 0.0)
+        # the diagonal of rho itself: rho_ii = q_i to the last bit, so c = 1 exactly there
+        q = np.diag(rho).copy()
+        qp = q
     else:
-        rho_off = rho
-    r_max = float(np.max(np.abs(rho_off) / np.sqrt(np.outer(q, qp))))
+        q = np.einsum("ij,ij->i", X, X) / d
+        qp = np.einsum("ij,ij->i", X2, X2) / d
+    if act.closed_form is not None:
+        t1, t2 = two_layer_kernels(act, rho, q[:, None], qp[None, :])
+        return InfiniteWidthNTK(t1, t2, f"closed form ({act.closed_form})", 0.0, 0.0)
+    qq = np.outer(q, qp)
+    aligned = (np.abs(qq - rho * rho) <= ALIGNED * qq) & (qq > 0)
+    if same:
+        aligned[np.diag_indices_from(aligned)] = False  # filled below, all at once
+    rho_off = np.where(aligned, 0.0, rho)
+    if same:
+        np.fill_diagonal(rho_off, 0.0)
+    r = np.divide(np.abs(rho_off), np.sqrt(qq), out=np.zeros_like(qq), where=qq > 0)
+    r_max = float(np.max(r, initial=0.0))
+    if r_max >= 1:
+        raise ValueError(f"inputs with |x.x'| > |x| |x'| (r = {r_max:.17g}): not a Gram matrix")
     if 0 < r_max < 1:
         order = min(order, max(4, math.ceil(math.log(1e-13) / math.log(r_max))))
-    nngp = mehler_kernel(act.phi, act.kinks, rho_off, q, qp, order)[0]
-    dd = mehler_kernel(act.dphi, act.kinks, rho_off, q, qp, order)[0]
+    nngp, bound2 = mehler_kernel(act.phi, act.kinks, rho_off, q, qp, order)
+    dd, bound_d = mehler_kernel(act.dphi, act.kinks, rho_off, q, qp, order)
+    theta1, theta2, bound1 = rho * dd, nngp, np.abs(rho_off) * bound_d
+    # Cauchy-Schwarz scales of the entries, and the diagonal u = u' of a Gram matrix
+    e2 = gaussian_expectations(lambda u: act.phi(u) ** 2, act.kinks, q)
+    ed = gaussian_expectations(lambda u: act.dphi(u) ** 2, act.kinks, q)
+    e2p, edp = (e2, ed) if same else (
+        gaussian_expectations(lambda u: act.phi(u) ** 2, act.kinks, qp),
+        gaussian_expectations(lambda u: act.dphi(u) ** 2, act.kinks, qp))
+    pairs = np.argwhere(aligned)
+    for i, j in pairs:
+        theta2[i, j], dd_ij = aligned_kernels(act, rho[i, j], q[i], qp[j])
+        theta1[i, j] = rho[i, j] * dd_ij
+    bound1[aligned] = bound2[aligned] = 0.0
     if same:
-        # u = u' on the diagonal: Theta1 = q E[phi'(u)^2], Theta2 = E[phi(u)^2], u ~ N(0, q)
-        diag1 = q * gaussian_expectations(lambda u: act.dphi(u) ** 2, act.kinks, q)
-        diag2 = gaussian_expectations(lambda u: act.phi(u) ** 2, act.kinks, q)
-        theta1, theta2 = rho * dd, nngp
-        np.fill_diagonal(theta1, diag1)
-        np.fill_diagonal(theta2, diag2)
-        return theta1, theta2
-    return rho * dd, nngp
+        np.fill_diagonal(theta1, q * ed)  # Theta1 = q E[phi'(u)^2], Theta2 = E[phi(u)^2]
+        np.fill_diagonal(theta2, e2)
+        bound1[np.diag_indices_from(bound1)] = bound2[np.diag_indices_from(bound2)] = 0.0
+    relative = max(_relative(bound2, np.sqrt(np.outer(e2, e2p))),
+                   _relative(bound1, np.abs(rho_off) * np.sqrt(np.outer(ed, edp))))
+    max_error = float(max(np.max(bound1, initial=0.0), np.max(bound2, initial=0.0)))
+    if relative > tol:
+        raise KernelAccuracyError(
+            f"infinite-width kernel: the Mehler series with {order + 1} terms is accurate only "
+            f"to {relative:.1e} (relative) at |r| = {r_max:.6g} between inputs, above "
+            f"tol = {tol:g}; raise order (now {order}) or tol, or use an activation with a "
+            "closed form (relu, erf, a x + b relu(x))")
+    method = f"Mehler series, {order + 1} terms, error <= {max_error:.1e}"
+    count = len(pairs) + (len(X) if same else 0)
+    if count:
+        method += f"; 1-D quadrature for {count} aligned pairs (|r| = 1)"
+    return InfiniteWidthNTK(theta1, theta2, method, max_error, relative)
+
+
+def _relative(bound: np.ndarray, scale: np.ndarray) -> float:
+    """``max(bound / scale)`` over the entries with ``scale > 0`` (``bound`` is ``0`` where
+    ``scale`` is: a ``phi`` that vanishes on the whole line at that ``q``)."""
+    ratio = np.divide(bound, scale, out=np.zeros_like(bound), where=scale > 0)
+    return float(np.max(ratio, initial=0.0))
 
 
 # --------------------------------------------------------------------------- kernel flows
@@ -170,18 +268,29 @@ def kernel_mse_flow(
     ``K`` symmetric PSD ``n x n``; ``K_cross`` ``n_test x n``. Returns ``(f_train, f_test)``
     of shapes ``t.shape + (n,)`` and ``t.shape + (n_test,)`` (``f_test`` is ``None`` without
     ``K_cross``). Uses ``K = U diag(lam) U^T``: ``(I - e^{-eta K t}) = U diag(-expm1(-eta lam
-    t)) U^T`` and, for the test outputs, ``-expm1(-eta lam t)/lam -> eta t`` as ``lam -> 0``.
+    t)) U^T`` and, for the test outputs, ``-expm1(-eta lam t)/lam``.
+
+    Eigenvalues ``lam <= n eps max(lam)`` (round-off of a singular ``K``, e.g. relu with
+    parallel inputs) are the null space: nothing moves along it on the training set. For the
+    test outputs the null-space term is its exact limit ``eta t`` at finite ``t`` (it
+    multiplies ``K(x, X) u``, which vanishes for a null vector ``u`` when ``K(x, X)`` comes
+    from the same PSD kernel), and at ``t = inf`` the pseudo-inverse limit: ``1/lam`` on the
+    range, ``0`` on the null space, i.e. ``f_inf(x) = f_0(x) + K(x, X) K^+ (y - f_0(X))``.
+    No ``0 * inf``: the result is finite for every ``t`` in ``[0, inf]``.
     """
     lam, U = np.linalg.eigh(K)
-    lam = np.clip(lam, 0.0, None)
+    top = max(float(np.max(lam, initial=0.0)), 0.0)
+    live = lam > len(lam) * np.finfo(float).eps * top
+    lam = np.where(live, lam, 1.0)  # placeholder on the null space, masked below
     ts = np.asarray(t, dtype=float)
+    eta_t = np.zeros_like(ts) if eta == 0 else eta * ts
     r0 = U.T @ (y - f0)
-    growth = -np.expm1(-eta * np.multiply.outer(ts, lam))  # t.shape + (n,)
+    growth = np.where(live, -np.expm1(-np.multiply.outer(eta_t, lam)), 0.0)  # t.shape + (n,)
     f_train = f0 + (growth * r0) @ U.T
     if K_cross is None:
         return f_train, None
-    safe = np.where(lam > 0, lam, 1.0)
-    per_lam = np.where(lam > 0, growth / safe, eta * np.multiply.outer(ts, np.ones_like(lam)))
+    null = np.where(np.isinf(eta_t), 0.0, eta_t)[..., None]
+    per_lam = np.where(live, growth / lam, null)
     f_test = f0_cross + (per_lam * r0) @ (K_cross @ U).T
     return f_train, f_test
 

@@ -93,6 +93,25 @@ def test_table_output():
     assert "numeric" in numeric.output and "(* numeric)" in numeric.output
 
 
+def test_kernels_of_polynomials_are_general_and_series_are_labelled():
+    """quadratic: the kernel printed under the header that defines q, q' is the exact
+    E[u^2 u'^2] = q q' + 2 rho^2 (not its value 1 + 2 rho^2 on the sphere); tanh's truncated
+    series says where it holds, in the table, the JSON and the LaTeX."""
+    table = run("quadratic", "--section", "kernels").output
+    assert "Theta2 = E[phi(u) phi(u')]       = q*q' + 2*rho**2" in table
+    out = run_json("cubic", "--section", "kernels")["kernels"]
+    assert out["theta2"]["text"] == "9*q*q'*rho + 6*rho**3" and out["theta2"]["exact"]
+    assert out["domain"] == "all (rho, q, q')" and out["truncated"] is False
+    tanh = run("tanh", "--section", "kernels").output
+    lines = [line for line in tanh.splitlines() if "Theta" in line and "~=" in line]
+    assert len(lines) == 2 and all(line.endswith("+ O(rho^4)   (at q = q' = 1 only)")
+                                   for line in lines)
+    out = run_json("tanh", "--section", "kernels")["kernels"]
+    assert out["domain"] == "q = q' = 1 only" and not out["theta1"]["exact"]
+    latex = run("tanh", "--section", "kernels", "--latex").output
+    assert latex.count(r"\quad (q = q' = 1)") == 2
+
+
 def test_latex_output():
     """--latex prints a complete document holding the closed forms, one equation each (the
     lines --latex printed before the document: phi, 6 moments, 9 affine coefficients)."""

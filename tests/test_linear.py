@@ -4,6 +4,7 @@ network trained by small-step gradient descent."""
 
 import itertools
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -128,6 +129,71 @@ def test_kernel_flow_with_singular_kernel_keeps_the_null_space_still():
     P = x @ np.linalg.pinv(x)
     np.testing.assert_allclose(ft, P @ y, atol=1e-8)
     np.testing.assert_allclose(fx, ft[:2], atol=1e-8)
+
+
+def test_kernel_flow_at_infinite_time_is_the_pseudo_inverse_limit():
+    """relu's infinite-width NTK with parallel inputs (x, 2x and z, z/2: relu(c u) = c relu(u)
+    for c > 0, so their features are proportional) is singular; at t = inf the flow used to
+    give NaN (0 * inf).
+    Now: finite, no warnings, and equal to f_0 + K_x K^+ (y - f_0) with numpy's pinv (relative
+    cut n eps; agreement 1e-10 of the outputs' scale, the conditioning of the 1/lam on the
+    range), and continuous with t -> inf on the training set (1e-10)."""
+    from analytic.activations import get_activation
+    from analytic.kernels import numeric_activation
+    from meanfield.linear import infinite_width_ntk
+
+    rng = np.random.default_rng(8)
+    d = 6
+    x, z, w = rng.standard_normal((3, d))
+    X = np.array([x, 2 * x, z, 0.5 * z, w])
+    Xt = np.array([x, 0.5 * x + w, 3 * z])  # one coincides with a training point
+    relu = numeric_activation(get_activation("relu"))
+    t1, t2 = infinite_width_ntk(relu, X)
+    c1, c2 = infinite_width_ntk(relu, Xt, X)
+    K, Kx = t1 + t2, c1 + c2
+    lam = np.linalg.eigvalsh(K)
+    assert np.sum(lam < 1e-12 * lam.max()) == 2  # two null directions
+    y, f0, f0x = rng.standard_normal(5), rng.standard_normal(5), rng.standard_normal(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ft, fx = kernel_mse_flow(K, y, f0, 0.7, [0.0, 1e3, np.inf], Kx, f0x)
+    assert np.all(np.isfinite(ft)) and np.all(np.isfinite(fx))
+    Kp = np.linalg.pinv(K, hermitian=True)
+    np.testing.assert_allclose(ft[2], f0 + K @ Kp @ (y - f0), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(fx[2], f0x + Kx @ Kp @ (y - f0), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ft[1], ft[2], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ft[0], f0, rtol=0, atol=0)
+    # the training point repeated as a test point moves as the training output does
+    np.testing.assert_allclose(fx[:, 0] - f0x[0], ft[:, 0] - f0[0], rtol=0, atol=1e-10)
+    # exact zero eigenvalues (a rank-2 Gram matrix of 2-d points) at t = inf: the projection
+    xs = rng.standard_normal((5, 2))
+    P = xs @ np.linalg.pinv(xs)
+    ft, fx = kernel_mse_flow(xs @ xs.T, y, np.zeros(5), 1.0, np.inf, (xs @ xs.T)[:2], np.zeros(2))
+    np.testing.assert_allclose(ft, P @ y, atol=1e-10)
+    np.testing.assert_allclose(fx, ft[:2], atol=1e-10)
+
+
+def test_kernel_flow_null_space_of_test_outputs_grows_like_eta_t_at_finite_time():
+    """A cross kernel not from the same PSD kernel (here an arbitrary K_x) has a component
+    along the null space of K: at finite t it moves by exactly eta t K_x u (u^T (y - f_0)), the
+    solution of df_x/dt = -eta K_x (f - y) with f - y frozen along u; at t = inf the
+    pseudo-inverse limit drops it. Euler integration (exact here: the null part is linear
+    in t, the range part converges at O(dt)) to 1e-3."""
+    rng = np.random.default_rng(9)
+    A = rng.standard_normal((4, 2))
+    K = A @ A.T  # rank 2
+    Kx = rng.standard_normal((2, 4))
+    y, f0, f0x = rng.standard_normal(4), np.zeros(4), np.zeros(2)
+    eta, T, steps = 0.5, 3.0, 20000
+    f, fx = f0.copy(), f0x.copy()
+    for _ in range(steps):
+        r = f - y
+        f, fx = f - eta * T / steps * K @ r, fx - eta * T / steps * Kx @ r
+    ft, fxt = kernel_mse_flow(K, y, f0, eta, T, Kx, f0x)
+    np.testing.assert_allclose(ft, f, atol=1e-3)
+    np.testing.assert_allclose(fxt, fx, atol=1e-3)
+    _, finf = kernel_mse_flow(K, y, f0, eta, np.inf, Kx, f0x)
+    np.testing.assert_allclose(finf, f0x + Kx @ np.linalg.pinv(K) @ (y - f0), atol=1e-10)
 
 
 def test_linearized_model_tracks_a_very_wide_network_trained_by_small_steps():
