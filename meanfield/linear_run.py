@@ -151,7 +151,7 @@ class _Kernels:
             numeric_activation,
             two_layer_kernels,
         )
-        from meanfield.linear import infinite_width_ntk
+        from meanfield.linear import KernelAccuracyError, infinite_width_ntk_with_error
 
         activation = get_activation(config.activation)
         self.act = numeric_activation(activation)
@@ -159,9 +159,15 @@ class _Kernels:
         coeffs = affine_coefficients(moments(activation), Fraction(1, config.d),
                                      config.lr_ratio)[config.layer]
         self.coefficients = {k: float(v.value) for k, v in coeffs.items()}
-        t1, t2 = infinite_width_ntk(self.act, data.x)
-        c1, c2 = infinite_width_ntk(self.act, data.x_test, data.x)
-        self.method = "closed form" if self.act.closed_form else "Mehler series"
+        try:
+            train = infinite_width_ntk_with_error(self.act, data.x)
+            t1, t2 = train.theta1, train.theta2
+            cross = infinite_width_ntk_with_error(self.act, data.x_test, data.x)
+            c1, c2 = cross.theta1, cross.theta2
+        except KernelAccuracyError as err:
+            raise ConfigError(f"activation {config.activation!r}: {err}") from None
+        self.method = (train.method if cross.method == train.method
+                       else f"training set: {train.method}; held-out: {cross.method}")
         self.ntk = lr1 * t1 + lr2 * t2
         self.ntk_cross = lr1 * c1 + lr2 * c2
         self.nngp, self.nngp_cross = t2, c2
