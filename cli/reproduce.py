@@ -30,13 +30,16 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
               max_memory: str | None) -> None:
     """Derive, compute the theory, simulate, compare and draw FIGURE (pb-fig1: Fig. 1 of
     Pellegrini & Biroli 2020, M = 400, N = 10^5, d = 100; --quick: M = 200, N = 2 10^4,
-    d = 50 on a geometric step schedule). Files of the folder that already hold this
-    configuration's result are reused; files of another configuration are refused unless
-    --overwrite."""
+    d = 50 on a geometric step schedule), or run and check a linear regime (lee-width: the
+    network approaches Lee et al.'s linearization as the width grows; lee-gp: an ensemble of
+    trained networks against Lee et al.'s Gaussian process; hu-early: the network follows
+    Hu et al.'s linear model early on, better as d grows, then leaves it), printing the
+    criteria and the verdict. Files of the folder that already hold this configuration's
+    result are reused; files of another configuration are refused unless --overwrite."""
     import json
 
     from meanfield.compare.report import format_report, report_dict
-    from meanfield.reproduce import FIGURES, figure_config
+    from meanfield.reproduce import FIGURES, LINEAR_TARGETS, figure_config
     from meanfield.reproduce import reproduce as run
 
     if figure not in FIGURES:
@@ -45,6 +48,9 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
                                                    + ("-quick" if quick else ""))
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"--out {str(folder)!r} exists and is not a folder")
+    if figure in LINEAR_TARGETS:
+        _linear(figure, quick, folder, as_json, overwrite, max_memory)
+        return
     config = figure_config(figure, quick)
     check_memory(config, "reproduce", max_memory)
     click.echo(f"reproducing {figure} ({'quick' if quick else 'full size'}: M={config.M}, "
@@ -64,6 +70,41 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
         click.echo(json.dumps(report_dict(rep.comparison), indent=2))
         return
     click.echo(format_report(rep.comparison))
+    click.echo("")
+    for label, path in rep.files.items():
+        click.echo(f"{label:<14}{path}")
+    click.echo(f"total time    {sum(rep.seconds.values()):.1f} s")
+    click.echo(f"verdict: {rep.verdict}")
+
+
+def _on_stage(stage: str, seconds: float, path: Path | None) -> None:
+    where = f" -> {path}" if path is not None else ""
+    click.echo(f"  {stage:<9}{seconds:8.1f} s{where}", err=True)
+
+
+def _linear(figure: str, quick: bool, folder: Path, as_json: bool, overwrite: bool,
+            max_memory: str | None) -> None:
+    """A linear target: its runs, figure, criteria table and verdict."""
+    import json
+
+    from meanfield.linear_targets import format_criteria, linear_configs
+    from meanfield.memory import parse_size
+    from meanfield.reproduce import reproduce_linear
+
+    runs = ", ".join(f"{c.activation} d={c.d} n={c.n} widths={','.join(map(str, c.widths))} "
+                     f"{c.seeds} member(s) {c.steps} steps"
+                     for c in linear_configs(figure, quick).values())
+    click.echo(f"reproducing {figure} ({'quick' if quick else 'full size'}: {runs}) into "
+               f"{folder}/", err=True)
+    rep = reproduce_linear(figure, folder, quick=quick, on_stage=_on_stage, overwrite=overwrite,
+                           max_memory=None if max_memory is None else parse_size(max_memory))
+    if rep.reused:
+        click.echo(f"  reused (same configuration, left untouched): {', '.join(rep.reused)}",
+                   err=True)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2, allow_nan=False))
+        return
+    click.echo(format_criteria(rep.criteria))
     click.echo("")
     for label, path in rep.files.items():
         click.echo(f"{label:<14}{path}")

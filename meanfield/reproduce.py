@@ -12,6 +12,11 @@ geometric step schedule (``dt_n = max(dt, growth t_n)``) that the schedule theor
 Files written to the output folder: ``derivation.tex`` (the derived equations, LaTeX),
 ``theory.h5``, ``simulation.h5``, ``compare.h5`` and the figures ``fig1.png`` and
 ``errors.png``.
+
+``lee-width``, ``lee-gp`` and ``hu-early`` are runs of ``meanfield linear`` checked against
+criteria: their settings, criteria and figures are those of :mod:`meanfield.linear_targets`;
+:func:`reproduce_linear` runs them, writes each run's file (kind ``linear``) and the figure
+into the output folder and evaluates the criteria (verdict ``agree`` iff every one holds).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from pathlib import Path
 
 from meanfield.compare import Comparison
 from meanfield.config import Config, ConfigError, make_config
+from meanfield.linear_config import LinearConfig
+from meanfield.linear_targets import TARGETS as LINEAR_TARGETS
+from meanfield.linear_targets import Criterion
 
 #: full-size setting of the paper's Fig. 1
 PB_FIG1 = {
@@ -34,7 +42,8 @@ PB_FIG1 = {
 PB_FIG1_QUICK = {
     **PB_FIG1, "M": 200, "N": 20_000, "d": 50, "n_test": 4_000, "growth": 0.02, "n_times": 60,
 }
-FIGURES = ("pb-fig1",)
+#: every target of ``meanfield reproduce``: the comparison pb-fig1, then the linear targets
+FIGURES = ("pb-fig1", *LINEAR_TARGETS)
 #: the figures a reproduction draws into its folder
 FIGURE_FILES = ("fig1.png", "errors.png")
 
@@ -57,7 +66,11 @@ class Reproduction:
 
 
 def figure_config(name: str, quick: bool = False, **overrides) -> Config:
-    """The configuration of figure ``name`` (full size, or quick), with ``overrides``."""
+    """The configuration of figure ``name`` (full size, or quick), with ``overrides``
+    (pb-fig1; the linear targets have theirs in :func:`meanfield.linear_targets.linear_configs`)."""
+    if name in LINEAR_TARGETS:
+        raise ConfigError(f"{name} is a run of meanfield linear: its configurations are "
+                          f"meanfield.linear_targets.linear_configs({name!r})")
     if name not in FIGURES:
         raise ConfigError(f"figure must be one of {', '.join(FIGURES)}; got {name!r}")
     return make_config(**{**(PB_FIG1_QUICK if quick else PB_FIG1), **overrides})
@@ -191,4 +204,103 @@ def reproduce(
 
     stage("figure", out / FIGURE_FILES[0], run_figures)
     rep.files["errors figure"] = out / FIGURE_FILES[1]
+    return rep
+
+
+@dataclass
+class LinearReproduction:
+    """A linear target's runs, files, seconds and criteria."""
+
+    name: str
+    out: Path
+    quick: bool
+    configs: dict[str, LinearConfig]  # file name -> configuration
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    criteria: list[Criterion] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # run files that held this run already
+
+    @property
+    def verdict(self) -> str:
+        from meanfield.linear_targets import verdict
+
+        return verdict(self.criteria)
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``--json`` document: figure, verdict, criteria, files."""
+        return {"figure": self.name, "verdict": self.verdict,
+                "criteria": [c.to_dict() for c in self.criteria],
+                "files": [str(p) for p in self.files.values()]}
+
+
+def reproduce_linear(
+    name: str,
+    out: str | Path,
+    quick: bool = False,
+    on_stage: Callable[[str, float, Path | None], None] | None = None,
+    overwrite: bool = False,
+    max_memory: int | None = None,
+) -> LinearReproduction:
+    """Run the linear target ``name`` (``lee-width``, ``lee-gp``, ``hu-early``) into folder
+    ``out`` (created if needed): each run of
+    :func:`meanfield.linear_targets.linear_configs` to its HDF5 file, the target's figure, the
+    criteria.
+
+    Before any work: a run file that already holds its configuration is reused (read back, not
+    run again: ``LinearReproduction.reused``); a file holding anything else, or a figure of
+    other runs, is refused (:class:`ConfigError`) unless ``overwrite``; each run still to do
+    must fit ``max_memory`` bytes (``None``: the memory available now).
+    ``on_stage(stage, seconds, path)`` is called after each run (``run``, or ``run d=25`` ...)
+    and after the figure.
+
+    Example:
+        >>> rep = reproduce_linear("lee-gp", "lee-gp-quick", quick=True)   # doctest: +SKIP
+        >>> rep.verdict                                                   # doctest: +SKIP
+        'agree'
+    """
+    from meanfield.files.linear import read_linear, write_linear
+    from meanfield.files.outputs import existing_result, existing_tagged
+    from meanfield.linear_plots import save_figure
+    from meanfield.linear_run import run_linear
+    from meanfield.linear_targets import (
+        draw_target,
+        evaluate,
+        figure_name,
+        identity,
+        linear_configs,
+    )
+    from meanfield.memory import check_estimate, linear_estimate
+
+    configs = linear_configs(name, quick)
+    out = Path(out)
+    figure = out / figure_name(name)
+    same = {file: existing_result(out / file, "linear", c.hash(), overwrite)
+            for file, c in configs.items()}
+    existing_tagged(figure, identity(configs), overwrite)
+    for file, c in configs.items():
+        if not same[file]:
+            check_estimate(linear_estimate(c), max_memory)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = LinearReproduction(name=name, out=out, quick=quick, configs=configs)
+    rep.reused = [file for file, ok in same.items() if ok]
+
+    def done(label: str, start: float, path: Path) -> None:
+        rep.seconds[label] = time.perf_counter() - start
+        rep.files[label] = path
+        if on_stage is not None:
+            on_stage(label, rep.seconds[label], path)
+
+    results = {}
+    for file, c in configs.items():
+        start = time.perf_counter()
+        if same[file]:
+            results[file] = read_linear(out / file)
+        else:
+            results[file] = run_linear(c)
+            write_linear(results[file], out / file)
+        done(f"run d={c.d}" if len(configs) > 1 else "run", start, out / file)
+    start = time.perf_counter()
+    save_figure(draw_target(name, results), figure, identity(configs))
+    done("figure", start, figure)
+    rep.criteria = evaluate(name, results, quick)
     return rep

@@ -1,9 +1,10 @@
 """The notebooks run from top to bottom (nbclient, kernel "python3" of this environment).
 
 pb_fig1 runs by default on a tiny setting (MEANFIELD_OVERRIDES) so the suite stays fast; the
-real quick setting is a slow test. Both notebooks end with assertions of their own (files
-written; the affine-kernel error falls with d), so a wrong result fails the test, not only an
-exception.
+real quick setting is a slow test. linear_regimes runs its three targets in their quick
+setting (about 25 s together on two cores). Every notebook ends with assertions of its own
+(files written; the affine-kernel error falls with d; every verdict "agree"), so a wrong result
+fails the test, not only an exception.
 """
 
 from __future__ import annotations
@@ -64,6 +65,22 @@ def test_hu_affine_ntk_quick(tmp_path):
     assert "zeta" in text and "first" in text and "diagonal: affine" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 2
+
+
+def test_linear_regimes_quick(tmp_path):
+    nb = run("linear_regimes.ipynb", tmp_path, {"MEANFIELD_QUICK": "1",
+                                                "MEANFIELD_OUT": str(tmp_path / "out")})
+    text = outputs_text(nb)
+    # the criteria tables were printed (the notebook's own assertions that every verdict is
+    # "agree" have passed, else execute() would have raised)
+    for name in ("lee-width", "lee-gp", "hu-early"):
+        assert f"{name:<10} verdict: agree" in text
+    assert "slope_W_distance" in text and "ens_var/gp_var" in text and "d=50 early ratio" in text
+    for folder, figure in (("lee-width", "lee_width.png"), ("lee-gp", "lee_gp.png"),
+                           ("hu-early", "hu_early.png")):
+        assert (tmp_path / "out" / folder / figure).is_file()
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 3
 
 
 @pytest.mark.slow
