@@ -93,7 +93,9 @@ def empirical_ntk(
     X2 = X if X2 is None else np.asarray(X2, dtype=dtype)
     D = np.asarray(dphi(Z), dtype=dtype)
     D2 = D if Z2 is Z else np.asarray(dphi(Z2), dtype=dtype)
-    theta1 = (X @ X2.T / d) * ((D * (v * v)) @ D2.T) / m
+    # X2 = X: one symmetric product (BLAS syrk, half the work of a general one)
+    Dv = D * np.abs(v) if Z2 is Z else D * (v * v)
+    theta1 = (X @ X2.T / d) * (Dv @ (Dv if Z2 is Z else D2).T) / m
     P = np.asarray(phi(Z), dtype=dtype)
     P2 = P if Z2 is Z else np.asarray(phi(Z2), dtype=dtype)
     theta2 = P @ P2.T / m
