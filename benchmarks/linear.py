@@ -10,7 +10,11 @@ Printed:
     against writing out the Jacobian ``J`` (``n x (m d + m)``: ``df/dW_ij = v_i phi'(z_i) x_j /
     sqrt(m d)``, ``df/dv_i = phi(z_i) / sqrt m``) and forming ``J J^T``; the speed ratio (target:
     the Gram formula at least 10x faster) and the relative Frobenius difference (target
-    <= 1e-12);
+    <= 1e-12); and the page faults of one Gram call: its ``n x m`` arrays are new memory at
+    every call (glibc hands blocks this large back to the system when they are freed), a
+    large part of its time at this size (``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` set high in the environment, or ``--keep-memory``, keep them
+    instead);
 (2) the same kernels against ``neural_tangents.empirical_ntk_fn`` (JAX in float64,
     implementations 1, 2 and 3, jitted, after one warm-up call) on the same network
     (``stax.Dense(m, W_std=1, b_std=None, parameterization='ntk')``, the activation,
@@ -25,7 +29,9 @@ Printed:
     lee-gp and hu-early (target <= 120 s each on 2 cores), each in a new process; a figure the
     command does not know yet is reported as skipped.
 
-``--quick`` runs (1) to (3) only, with fewer repeats. Timings use ``--threads`` threads (default
+``--quick`` runs (1) to (3) only, with fewer repeats. ``--keep-memory`` (glibc only) makes the
+allocator keep freed blocks up to 32 MiB in the process instead of handing them back to the
+system (``mallopt``), for every part. Timings use ``--threads`` threads (default
 0: every core) for BLAS and Numba alike; JAX uses its own pool.
 """
 
@@ -39,6 +45,7 @@ set_thread_policy()
 
 import argparse
 import math
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +59,21 @@ from meanfield.linear_gd import NetworkGD
 from meanfield.step import set_threads, thread_settings
 
 FIGURES = ("lee-width", "lee-gp", "hu-early")
+
+
+def keep_freed_memory() -> str:
+    """glibc's ``mallopt``: blocks below 32 MiB from the heap, and the heap trimmed only past
+    1 GiB free, so that freed arrays are reused without new page faults."""
+    import ctypes
+    import ctypes.util
+
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 1 << 25) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError) as e:
+        return f"--keep-memory not applied ({e})"
+    return "allocator keeps freed memory" if ok else "--keep-memory refused by mallopt"
 
 
 def best_time(fn, repeat: int) -> float:
@@ -129,10 +151,14 @@ def part1(repeat: int) -> dict[str, tuple[float, np.ndarray]]:
         K = gram_ntk(W, v, X, act)
         diff = rel_diff(K, explicit_ntk(W, v, X, act.phi, act.dphi))
         ratio = t["J"] / t["gram"]
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        gram_ntk(W, v, X, act)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         print(f"(1) NTK n={n} m={m} d={d} {name:<4}: Gram {t['gram'] * 1e3:8.2f} ms, explicit J "
               f"J^T {t['J'] * 1e3:8.2f} ms: Gram {ratio:6.1f}x faster (target >= 10x) "
               f"{'ok' if ratio >= 10 else 'MISSED'}; rel. Frobenius diff {diff:.1e} "
-              f"(target <= 1e-12) {'ok' if diff <= 1e-12 else 'MISSED'}")
+              f"(target <= 1e-12) {'ok' if diff <= 1e-12 else 'MISSED'}; Gram call: {faults} "
+              f"page faults ({faults * resource.getpagesize() / 2**20:.1f} MB of new pages)")
         ours[name] = (t["gram"], K)
     return ours
 
@@ -302,7 +328,10 @@ def main() -> None:
     ap.add_argument("--only", default="1234", help="parts to run, e.g. '13'")
     ap.add_argument("--timeout", type=float, default=1200.0,
                     help="seconds allowed to each reproduce run of (4)")
+    ap.add_argument("--keep-memory", action="store_true",
+                    help="glibc: keep freed memory in the process (fewer page faults)")
     args = ap.parse_args()
+    memory = keep_freed_memory() if args.keep_memory else "default allocator"
     threads = set_threads(args.threads)
     repeat = args.repeat or (3 if args.quick else 7)
     only = set(args.only) - ({"4"} if args.quick else set())
@@ -310,7 +339,7 @@ def main() -> None:
     blas = ", ".join(f"{p['internal_api']} {p['version']} {p['architecture']}"
                      for p in ts["blas"])
     print(f"# meanfield linear benchmark ({'quick' if args.quick else 'full'}); threads = "
-          f"{threads}; BLAS: {blas}; best of {repeat}")
+          f"{threads}; BLAS: {blas}; {memory}; best of {repeat}")
     ours = part1(repeat) if only & {"1", "2"} else {}
     if "2" in only:
         part2(ours, repeat)
