@@ -236,3 +236,28 @@ def test_loglog_slope_and_record_steps():
     assert steps[0] == 0 and steps[-1] == 1000 and steps[1] == 1
     assert np.all(np.diff(steps) > 0) and len(steps) <= 31
     assert list(record_steps(50, 3, (7, 9))) == [0, 7, 9, 50]
+
+
+@pytest.mark.parametrize(("lr1", "lr2"), [(1.0, 1.0), (1.0, 0.0), (0.0, 1.0)])
+def test_fused_relu_step_is_bitwise_the_numpy_passes(lr1, lr2):
+    """The fused Numba relu kernels (taken for the project's own relu in float64) give the
+    weights of the NumPy passes bit for bit after 5 steps; other activations are not taken
+    for relu."""
+    from analytic.activations import get_activation
+    from analytic.kernels import numeric_activation
+
+    act = numeric_activation(get_activation("relu"))
+    assert NetworkGD.relu_convention(act.phi, act.dphi) is not None
+    assert NetworkGD.relu_convention(TANH.phi, TANH.dphi) is None
+    leaky = numeric_activation(get_activation("leaky_relu:0.1"))
+    assert NetworkGD.relu_convention(leaky.phi, leaky.dphi) is None
+    X, _, y, W, v = _problem(n=37, d=7, m=53, act=RELU)
+    nets = [NetworkGD(W, v, X, y, act.phi, act.dphi, 0.9, lr1, lr2, fused=fused)
+            for fused in (True, False)]
+    assert nets[0]._relu is not None and nets[1]._relu is None
+    for net in nets:
+        for _ in range(5):
+            net.step()
+    np.testing.assert_array_equal(nets[0].W, nets[1].W)
+    np.testing.assert_array_equal(nets[0].v, nets[1].v)
+    assert not np.array_equal(nets[0].W, W) or lr1 == 0
