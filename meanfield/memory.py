@@ -314,11 +314,11 @@ def linear_estimate(config: LinearConfig) -> Estimate:
     """The peak memory of ``meanfield linear`` (``S`` members, ``K`` widths, ``T`` record
     steps, ``n`` training and ``n_t`` held-out points, ``m`` the widest width): the outputs of
     four models on both sets (``4 S K T (n + n_t)``), 23 series ``S K T``, the initial NTKs
-    ``S K n^2``, the initial weights ``S m (d + 1)``; the GD step's kept ``n x m`` buffer and the
-    transients of a step (``Z``, ``phi(Z)``, ``phi'(Z) v r``: ``n x m`` each) or of an
-    empirical NTK on the held-out points (four ``n_t x m``); the infinite-width and Hu kernels (``6 n (n + n_t)``) and the GP
-    weights ``A_t`` (``2 T n_t n``); the file image, built in memory before its atomic write
-    (the stored arrays once more)."""
+    ``S K n^2``, the initial weights ``S m (d + 1)``; the GD step's kept ``n x m`` buffer and
+    the transients of a step (``Z``, ``phi(Z)``, ``phi'(Z) v r``: ``n x m`` each) or of an
+    empirical NTK on the held-out points (four ``n_t x m``); the infinite-width and Hu
+    kernels (``6 n (n + n_t)``) and the GP weights ``A_t`` (``2 T n_t n``); the file image,
+    built in memory before its atomic write (the stored arrays once more)."""
     from meanfield.linear_gd import record_steps
 
     S, K, n, nt, d = config.seeds, len(config.widths), config.n, config.n_test, config.d
