@@ -4,7 +4,8 @@ One flat set of names is shared by ``meanfield theory``, ``meanfield simulate``,
 and the HDF5 attributes; the conventions of the whole project:
 
     f(x) = (alpha / M) sum_i a_i sigma(w_i . x / sqrt(d)),
-    a_i(0) ~ N(0, sa^2),  w_i(0) ~ N(0, sw^2 I_d),
+    a_i(0) ~ N(0, sa^2),  w_i(0) ~ N(0, sw^2 I_d)   (init = "iid"; init = "symmetric": M/2
+        nodes drawn so and mirrored, a_{i+M/2} = -a_i, w_{i+M/2} = w_i, so f = 0 at t = 0),
     L = (1/N) sum_mu l(y_mu f(x_mu)),  l(z) = (h - z)_+  (linear hinge, threshold h),
     d theta_i / dt = -beta M dL / d theta_i   (mean-field time t).
 
@@ -14,7 +15,16 @@ Every fact about a field lives once, in its declaration (:func:`_field`): its me
 :class:`AllOf`, which generates both the check and its text), the commands that take it as an
 option, whether the mean-field theory depends on it and whether it enters the run hash. The
 groups the rest of the package needs are derived from that: :func:`options_for`,
-:data:`THEORY_FIELDS`, :data:`RUN_HASH_EXCLUDED` / :func:`run_hash`, :func:`help_text`.
+:data:`THEORY_FIELDS`, :data:`RUN_HASH_EXCLUDED` / :func:`run_hash`, :data:`LATER_FIELDS`,
+:func:`help_text`.
+
+Identity: :meth:`Config.to_json` is the canonical JSON of the config and names its results
+(:meth:`Config.hash`, :func:`run_hash`; the files of a run, a checkpoint's owner, a comparison's
+``inputs_hash``). A field added after the first release (``later=True``, listed in
+:data:`LATER_FIELDS`) enters the canonical JSON (and the TOML) only when it differs from its
+default: every configuration that could be written before the field existed keeps its JSON and
+its hash, so earlier result files keep their identity (a rerun into them is recognised, not
+refused), and :func:`from_json` reads a JSON without the field as its default.
 
 A :class:`Config` is immutable; :func:`make_config` builds one from keyword overrides (TOML
 file, then command-line options) and checks every field, raising :class:`ConfigError` with a
@@ -40,6 +50,7 @@ DATA_LAWS = ("gaussian", "sphere")
 LOSSES = ("hinge", "squared", "logistic")
 INTEGRATORS = ("euler", "heun")
 DTYPES = ("float32", "float64")
+INITS = ("iid", "symmetric")
 
 ROLES = ("physics", "numerics", "recording")
 
@@ -256,6 +267,12 @@ def _record_nodes_problem(c: Config) -> str | None:
     return f"record_nodes must be in [0, M={c.M}] (0 = all)"
 
 
+def _init_problem(c: Config) -> str | None:
+    if c.init != "symmetric" or c.M % 2 == 0:
+        return None
+    return f"init = symmetric needs an even M (node i + M/2 mirrors node i), got M={c.M}"
+
+
 def _activation_problem(c: Config) -> str | None:
     from analytic.activations import ActivationError, get_activation
 
@@ -267,7 +284,7 @@ def _activation_problem(c: Config) -> str | None:
 
 
 def _field(default: Any, *, help: str, role: str, range: Range, commands: tuple[str, ...] = (),
-           theory: bool = False, hashed: bool = True) -> Any:
+           theory: bool = False, hashed: bool = True, later: bool = False) -> Any:
     """A Config field with its metadata:
 
     - ``help``: meaning and unit (times in mean-field time units of ``1/beta``);
@@ -275,7 +292,9 @@ def _field(default: Any, *, help: str, role: str, range: Range, commands: tuple[
     - ``range``: the allowed values (generates the check and its text);
     - ``commands``: the commands of :data:`COMMANDS` that take it as an option;
     - ``theory``: the mean-field theory depends on it (:data:`THEORY_FIELDS`);
-    - ``hashed``: it enters :func:`run_hash` (a field that does not is reset to its default).
+    - ``hashed``: it enters :func:`run_hash` (a field that does not is reset to its default);
+    - ``later``: added after the first release; it enters the canonical JSON only when it
+      differs from its default (:data:`LATER_FIELDS`), so existing hashes stay valid.
     """
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
@@ -283,7 +302,7 @@ def _field(default: Any, *, help: str, role: str, range: Range, commands: tuple[
         raise ValueError(f"commands must be among {COMMANDS}, got {commands!r}")
     return field(default=default, metadata={
         "help": help, "role": role, "range": range, "commands": tuple(commands),
-        "theory": theory, "hashed": hashed,
+        "theory": theory, "hashed": hashed, "later": later,
     })
 
 
@@ -337,6 +356,13 @@ class Config:
         range=AllOf((Interval(0, cap=MAX_SCALE, floor=MIN_SCALE),
                      Rule("sa and sw not both 0", _sa_sw_problem))),
         commands=_BOTH, theory=True)
+    init: str = _field(
+        "iid", help="initial weights: iid (every node drawn independently) or symmetric "
+        "(antisymmetric pairs: M/2 nodes drawn alike, node i + M/2 has a = -a_i and w = w_i, so "
+        "f = 0 at t = 0 for every alpha)",
+        role="physics",
+        range=AllOf((OneOf(INITS), Rule("M even for symmetric", _init_problem))),
+        commands=_SIM, later=True)
     activation: str = _field(
         "relu", help="activation function sigma, e.g. relu, tanh, erf, leaky_relu:0.1 or "
         "'max(x, 0)**2'",
@@ -415,14 +441,20 @@ class Config:
         return make_config(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML-ready dictionary (tuples become lists)."""
+        """Plain JSON/TOML-ready dictionary (tuples become lists) of every field, less the
+        :data:`LATER_FIELDS` that hold their default (so that a configuration that existed
+        before such a field keeps its JSON, TOML and hash)."""
         out = dataclasses.asdict(self)
         for key in _TUPLE_FIELDS:
             out[key] = list(out[key])
+        for key in LATER_FIELDS:
+            if out[key] == _DEFAULTS[key]:
+                del out[key]
         return out
 
     def to_json(self) -> str:
-        """Canonical JSON: sorted keys, no whitespace; stable across runs."""
+        """Canonical JSON: sorted keys, no whitespace, the :data:`LATER_FIELDS` only where not
+        at their default; stable across runs and across releases."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def hash(self) -> str:
@@ -440,6 +472,7 @@ _INT_FIELDS = {f.name for f in fields(Config) if f.type == "int"}
 _FLOAT_FIELDS = {f.name for f in fields(Config) if f.type == "float"}
 _TUPLE_FIELDS = {f.name for f in fields(Config) if f.type.startswith("tuple")}
 _META = {f.name: f.metadata for f in fields(Config)}
+_DEFAULTS = {f.name: f.default for f in fields(Config)}
 
 
 def options_for(command: str) -> tuple[str, ...]:
@@ -461,6 +494,11 @@ THEORY_FIELDS = tuple(name for name, meta in _META.items() if meta["theory"])
 these agree)."""
 RUN_HASH_EXCLUDED = tuple(name for name, meta in _META.items() if not meta["hashed"])
 """Fields that do not change a run's numbers; :func:`run_hash` resets them to their defaults."""
+LATER_FIELDS = tuple(name for name, meta in _META.items() if meta["later"])
+"""Fields added after the first release (``init``). Each enters the canonical JSON, the TOML and
+hence every hash only when it differs from its default, so the results of every configuration
+that existed before it keep their names and identities (a field's default must therefore be
+the behaviour from before it existed); JSON and TOML without it read back as the default."""
 
 
 def run_hash(config: Config) -> str:

@@ -63,6 +63,9 @@ def test_config_file_then_options(tmp_path):
     (["--activation", "exp(x"], "activation"),
     (["--label-noise", "0.5"], "label_noise must be in [0, 0.5)"),
     (["--margin", "8"], "margin must keep"),
+    (["--M", "21", "--init", "symmetric"],
+     "init = symmetric needs an even M (node i + M/2 mirrors node i), got M=21"),
+    (["--init", "pairs"], "init must be one of iid, symmetric; got 'pairs'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, args, message):
     out = tmp_path / "sim.h5"
@@ -71,6 +74,29 @@ def test_bad_input_is_one_line_exit_2_and_no_file(tmp_path, args, message):
     assert message in res.output and "Traceback" not in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_symmetric_init_from_the_command_line(tmp_path):
+    """``--init symmetric``: the file records it (config JSON and attribute) and its initial
+    nodes are mirrored pairs; ``--init iid`` is the default run, bit for bit, whose recorded
+    config has no ``init`` (it keeps the JSON of the runs made before the option existed)."""
+    res = _run([*SMALL, "--init", "symmetric", "-o", str(tmp_path / "sym.h5")])
+    assert res.exit_code == 0, res.output
+    with h5py.File(tmp_path / "sym.h5", "r") as f:
+        assert f.attrs["config_init"] == "symmetric"
+        assert '"init":"symmetric"' in f.attrs["config"]
+        a0, w_par0 = f["a0"][()], f["w_par0"][()]
+    np.testing.assert_array_equal(a0[10:], -a0[:10])
+    np.testing.assert_array_equal(w_par0[10:], w_par0[:10])
+    assert _run([*SMALL, "-o", str(tmp_path / "default.h5")]).exit_code == 0
+    assert _run([*SMALL, "--init", "iid", "-o", str(tmp_path / "iid.h5")]).exit_code == 0
+    default, iid = _datasets(tmp_path / "default.h5"), _datasets(tmp_path / "iid.h5")
+    for name in default:
+        np.testing.assert_array_equal(default[name], iid[name], err_msg=name)
+    with h5py.File(tmp_path / "iid.h5", "r") as f:
+        assert "config_init" not in f.attrs and "init" not in f.attrs["config"]
+    help_text = CliRunner().invoke(main, ["simulate", "--help"]).output
+    assert "--init" in help_text and "symmetric" in help_text
 
 
 def test_resume_flags(tmp_path):

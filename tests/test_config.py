@@ -69,7 +69,7 @@ def test_toml_file_then_overrides(tmp_path):
 # --- field metadata and the groups derived from it ------------------------------------------
 
 ALL_FIELDS = (
-    "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "loss", "data",
+    "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "init", "activation", "loss", "data",
     "label_noise", "margin", "n_test", "online", "batch", "dt", "growth", "t_max",
     "integrator", "dtype", "seed", "threads", "n_times", "times", "record_nodes",
     "checkpoint_every", "x_par",
@@ -78,7 +78,7 @@ ALL_FIELDS = (
 
 def test_derived_groups_equal_the_former_hand_lists():
     assert options_for("simulate") == (
-        "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "activation", "loss", "data",
+        "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "init", "activation", "loss", "data",
         "label_noise", "margin", "n_test", "online", "batch", "dt", "growth", "t_max",
         "integrator", "dtype", "seed", "threads", "n_times", "times", "record_nodes",
         "checkpoint_every",
@@ -107,6 +107,7 @@ def test_every_field_has_help_role_and_range():
         assert hasattr(meta["range"], "text") and hasattr(meta["range"], "problem"), f.name
         assert set(meta["commands"]) <= {"simulate", "theory"}, f.name
         assert isinstance(meta["theory"], bool) and isinstance(meta["hashed"], bool), f.name
+        assert isinstance(meta["later"], bool), f.name
         assert range_text(f.name) or f.name == "online", f.name  # only online is type-only
     assert help_text("sa") == ("initial standard deviation of the second-layer weights a_i; "
                                ">= 0 (at least 1e-09, at most 1e+06)")
@@ -129,6 +130,10 @@ BOUNDARIES = [
     ({}, "sa", 0.0, -1e-12, "sa must be >= 0, got -1e-12"),
     ({}, "sw", 0.0, -1e-12, "sw must be >= 0, got -1e-12"),
     ({"sa": 0.0}, "sw", 1e-9, 0.0, "sa and sw cannot both be 0 (the network would never move)"),
+    ({}, "init", "symmetric", "Symmetric",
+     "init must be one of iid, symmetric; got 'Symmetric'"),
+    ({"init": "symmetric"}, "M", 2, 1,
+     "init = symmetric needs an even M (node i + M/2 mirrors node i), got M=1"),
     ({}, "activation", "tanh", "nosuch", "activation: activation 'nosuch'"),  # prefix
     ({}, "loss", "logistic", "Hinge", "loss must be one of hinge, squared, logistic; got 'Hinge'"),
     ({}, "data", "sphere", "cube", "data must be one of gaussian, sphere; got 'cube'"),
@@ -291,3 +296,68 @@ def test_hash_run_hash_and_toml_are_unchanged(overrides, config_hash, run, toml_
 def test_canonical_json_is_unchanged():
     assert Config().to_json() == make_config().to_json() == DEFAULT_JSON
     assert make_config(**CONFIG_A).to_json() == CONFIG_A_JSON
+
+
+# --- fields added after the first release (init) keep every earlier identity ---------------
+
+# Canonical JSON, Config.hash and run_hash of three configurations, computed once by the
+# revision before the field ``init`` existed and pasted here as literals: an independent
+# reference (the code under test did not produce them).
+EARLIER = [
+    ({}, DEFAULT_JSON, "a708338d013e", "a708338d013e"),
+    (dict(M=7, N=50, d=3, alpha=100.0, seed=5, checkpoint_every=3, dtype="float32"),
+     '{"M":7,"N":50,"activation":"relu","alpha":100.0,"batch":0,"beta":1.0,'
+     '"checkpoint_every":3,"d":3,"data":"gaussian","dt":1.0,"dtype":"float32","growth":0.0,'
+     '"h":1.0,"integrator":"euler","label_noise":0.0,"loss":"hinge","margin":0.0,'
+     '"n_test":10000,"n_times":100,"online":false,"record_nodes":0,"sa":1.0,"seed":5,'
+     '"sw":1.0,"t_max":2000.0,"threads":0,"times":[],"x_par":[]}',
+     "2dfc5ecdff12", "0cc95a1142de"),
+    (dict(loss="logistic", data="sphere", online=True, batch=16, n_times=5, times="0,0.5,4",
+          record_nodes=2, M=2),
+     '{"M":2,"N":100000,"activation":"relu","alpha":1.0,"batch":16,"beta":1.0,'
+     '"checkpoint_every":0,"d":100,"data":"sphere","dt":1.0,"dtype":"float64","growth":0.0,'
+     '"h":1.0,"integrator":"euler","label_noise":0.0,"loss":"logistic","margin":0.0,'
+     '"n_test":10000,"n_times":5,"online":true,"record_nodes":2,"sa":1.0,"seed":0,"sw":1.0,'
+     '"t_max":2000.0,"threads":0,"times":[0.0,0.5,4.0],"x_par":[]}',
+     "995de0d30ff3", "995de0d30ff3"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "json_text", "config_hash", "run"), EARLIER)
+def test_a_later_field_at_its_default_keeps_the_earlier_json_and_hashes(overrides, json_text,
+                                                                        config_hash, run):
+    for c in (make_config(**overrides), make_config(**overrides, init="iid")):
+        assert c.to_json() == json_text
+        assert c.hash() == config_hash and run_hash(c) == run
+        assert "init" not in c.to_toml()
+    old = from_json(json_text)  # a file written before the field existed
+    assert old.init == "iid" and old == make_config(**overrides)
+    if overrides.get("M", 400) % 2 == 0:
+        sym = make_config(**overrides, init="symmetric")
+        assert '"init":"symmetric"' in sym.to_json() and 'init = "symmetric"' in sym.to_toml()
+        assert sym.hash() != config_hash and run_hash(sym) != run
+        assert from_json(sym.to_json()) == sym
+
+
+def test_later_fields_are_declared_and_default_to_the_earlier_behaviour():
+    from meanfield.config import LATER_FIELDS
+
+    assert LATER_FIELDS == ("init",)
+    assert Config().init == "iid"
+    assert "init" in options_for("simulate") and "init" not in options_for("theory")
+    assert "init" not in THEORY_FIELDS and "init" not in RUN_HASH_EXCLUDED
+    assert "init" in fields_with_role("physics")
+    assert range_text("init") == "one of iid, symmetric; M even for symmetric"
+
+
+def test_symmetric_init_needs_an_even_M(tmp_path):
+    assert make_config(M=4, init="symmetric").init == "symmetric"
+    with pytest.raises(ConfigError, match=r"^init = symmetric needs an even M .*got M=5$"):
+        make_config(M=5, init="symmetric")
+    with pytest.raises(ConfigError, match=r"^init must be one of iid, symmetric; got 'pairs'$"):
+        make_config(init="pairs")
+    path = tmp_path / "run.toml"
+    path.write_text('M = 8\ninit = "symmetric"\n')
+    assert from_sources(path).init == "symmetric"
+    with pytest.raises(ConfigError, match="got M=9"):
+        from_sources(path, M=9)

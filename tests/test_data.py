@@ -146,6 +146,48 @@ def test_initial_weight_moments():
     assert abs(W.var() - 4.0) < 5 * 4.0 * math.sqrt(2 / W.size)
 
 
+def test_iid_initial_weights_are_the_plain_draws():
+    """The default init: ``a`` then ``W``, all ``M`` nodes, drawn in float64 (written out
+    here by hand from the generator, an independent reference) and cast."""
+    for dtype in ("float64", "float32"):
+        c = Config(M=9, d=4, sa=0.5, sw=2.0, dtype=dtype)
+        a, W = initial_weights(c, streams(5)["init"])
+        rng = streams(5)["init"]
+        np.testing.assert_array_equal(a, (0.5 * rng.standard_normal(9)).astype(dtype))
+        np.testing.assert_array_equal(W, (2.0 * rng.standard_normal((9, 4))).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_symmetric_initial_weights_are_mirrored_pairs(dtype):
+    """``init = "symmetric"``: ``M/2`` nodes drawn as the iid law draws them (by hand here),
+    node ``i + M/2`` with ``a = -a_i`` and ``w = w_i``, bit for bit."""
+    c = Config(M=10, d=4, sa=0.5, sw=2.0, dtype=dtype, init="symmetric")
+    a, W = initial_weights(c, streams(5)["init"])
+    assert a.dtype == W.dtype == np.dtype(dtype) and W.flags.c_contiguous
+    assert a.shape == (10,) and W.shape == (10, 4)
+    rng = streams(5)["init"]
+    np.testing.assert_array_equal(a[:5], (0.5 * rng.standard_normal(5)).astype(dtype))
+    np.testing.assert_array_equal(W[:5], (2.0 * rng.standard_normal((5, 4))).astype(dtype))
+    np.testing.assert_array_equal(a[5:], -a[:5])
+    np.testing.assert_array_equal(W[5:], W[:5])
+    assert np.all(a[:5] != 0)  # a real draw: the pairs are not trivially zero
+
+
+def test_symmetric_initial_weight_moments():
+    """Every node of a pair has the law of an iid node (5 standard errors, as above)."""
+    c = Config(M=20_000, d=5, sa=0.5, sw=2.0, init="symmetric")
+    a, W = initial_weights(c, streams(3)["init"])
+    half = c.M // 2
+    assert abs(a.var() - 0.25) < 5 * 0.25 * math.sqrt(2 / half)
+    assert abs(W.var() - 4.0) < 5 * 4.0 * math.sqrt(2 / W[:half].size)
+
+
+def test_symmetric_initial_weights_refuse_an_odd_M():
+    """A Config built without validation still cannot draw unpaired nodes."""
+    with pytest.raises(ConfigError, match="init = symmetric needs an even M, got M=5"):
+        initial_weights(Config(M=5, d=3, init="symmetric"), streams(0)["init"])
+
+
 def test_batch_indices_are_distinct_sorted_and_seeded():
     idx = batch_indices(streams(4)["batch"], 1000, 100)
     assert len(np.unique(idx)) == 100 and np.all(np.diff(idx) > 0)

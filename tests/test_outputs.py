@@ -105,6 +105,17 @@ def test_identities():
     assert run_hash(c) != run_hash(c.replace(seed=1))
 
 
+def test_identities_made_before_the_init_field_are_kept():
+    """Comparison identities (``inputs_hash`` in compare.h5) computed once by the revision
+    before ``init`` existed, pasted as literals (an independent reference): the iid default
+    keeps them; a symmetric run is another identity."""
+    c = make_config(M=30, N=400, d=8, n_test=200, dt=0.25, t_max=6.0, n_times=12, seed=3)
+    assert comparison_identity(c, None, True) == "107aca8a9f17"
+    assert comparison_identity(c, make_config(d=8), False) == "e51448d5c943"
+    assert comparison_identity(c.replace(init="iid"), None, True) == "107aca8a9f17"
+    assert comparison_identity(c.replace(init="symmetric"), None, True) != "107aca8a9f17"
+
+
 def test_library_refusal_names_the_file(sim_file):
     config = make_config(M=20, N=300, d=6, n_test=100, t_max=8, dt=0.5, n_times=10, seed=2)
     assert existing_result(sim_file, "simulation", run_hash(config), config=config) is True

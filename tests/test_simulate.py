@@ -109,6 +109,7 @@ def _reference_run(c):
     dict(batch=60),
     dict(online=True, batch=80, integrator="heun"),
     dict(beta=1.7, growth=0.2, data="sphere", label_noise=0.1),
+    dict(init="symmetric", alpha=3.0),
 ])
 def test_driver_matches_an_independent_plain_loop(mode):
     c = make_config(**{**SMALL, **mode})
@@ -164,6 +165,63 @@ def test_skipping_changes_no_number(integrator):
         np.testing.assert_array_equal(skipping.series[key], dense.series[key], err_msg=key)
     assert skipping.series["train_error"][-1] < 0.5
     assert skipping.series["n_evaluated_mean"][-1] < 0.6 * c.N
+
+
+# --------------------------------------------------------------------------- symmetric init
+
+
+def _rounding_bound(c, a, W, X):
+    """A bound on the computed |f(x)| of weights whose exact f(x) is 0, row by row: the
+    products ``a_i sigma(z_i)`` summed over M nodes in the run dtype (relative error at most
+    ``M u``) with ``z_i`` and ``z_{i+M/2}`` computed by separate products over d terms (each
+    within ``d u sum_k |w_ik x_k| / sqrt d`` of the exact value; relu is 1-Lipschitz):
+    ``(alpha/M) 2 (M + d) u sum_i |a_i| sum_k |w_ik x_k| / sqrt d``, ``u`` the unit roundoff
+    of the dtype."""
+    u = np.finfo(c.dtype).eps / 2
+    P = np.abs(X.astype(np.float64)) @ np.abs(W.astype(np.float64)).T / math.sqrt(c.d)
+    return c.alpha / c.M * 2 * (c.M + c.d) * u * (P @ np.abs(a.astype(np.float64)))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("alpha", [1.0, 100.0, 1e3])
+def test_symmetric_init_starts_from_f_zero(dtype, alpha):
+    """``init = "symmetric"``: the recorded initial nodes come in mirrored pairs; the forward
+    pass of the initial weights summed pair by pair is exactly 0.0 on every example; the
+    simulator's own sums (node order) leave at most the rounding bound of
+    :func:`_rounding_bound`, so at t = 0 no example is satisfied (training and held-out errors
+    exactly 1), the loss is h and the slope S is 0 within that bound. The iid run of the same
+    seed is not at 0 (at alpha = 100 it already satisfies examples)."""
+    c = make_config(**{**SMALL, "t_max": 2.0, "dt": 0.25, "n_times": 4}, init="symmetric",
+                    alpha=alpha, dtype=dtype, beta=1.0 / alpha)
+    res = simulate(c)
+    half = c.M // 2
+    np.testing.assert_array_equal(res.a0[half:], -res.a0[:half])
+    np.testing.assert_array_equal(res.w_par0[half:], res.w_par0[:half])
+    rngs = streams(c.seed)
+    train = make_training_set(c, rngs["train"])
+    test = held_out_set(c, rngs["test"])
+    a, W = initial_weights(c, rngs["init"])
+    np.testing.assert_array_equal(res.a0, a.astype(np.float64))
+    for X in (train.X, test.X):
+        z1 = X @ W[:half].T / np.asarray(math.sqrt(c.d), dtype=c.dtype)
+        z2 = X @ W[half:].T / np.asarray(math.sqrt(c.d), dtype=c.dtype)
+        np.testing.assert_array_equal(z1, z2)  # the same rows give the same bits
+        pairs = a[:half] * np.maximum(z1, 0) + a[half:] * np.maximum(z2, 0)
+        assert not pairs.any()  # every pair's contribution is exactly 0.0
+        assert np.abs(a[:half] * np.maximum(z1, 0)).sum() > 0.1  # from nonzero terms
+    bound = max(_rounding_bound(c, a, W, X).max() for X in (train.X, test.X))
+    assert bound < 1e-2 * c.h
+    s = res.series
+    assert res.t[0] == 0.0
+    assert s["train_error"][0] == 1.0 and s["test_error"][0] == 1.0
+    assert abs(s["loss"][0] - c.h) <= bound + 4 * np.finfo(c.dtype).eps * c.h
+    x = test.x_par
+    assert abs(s["S"][0]) <= bound * np.abs(x - x.mean()).mean() / x.var()
+    assert s["loss"][-1] < s["loss"][0] - 1e-3  # the run does train
+    iid = simulate(c.replace(init="iid", t_max=0.25, n_times=2))
+    assert abs(iid.series["S"][0]) > 1e3 * bound * np.abs(x - x.mean()).mean() / x.var()
+    if alpha >= 100:
+        assert iid.series["train_error"][0] < 0.9
 
 
 # --------------------------------------------------------------------------- integrators
@@ -282,7 +340,7 @@ def _same_result(r1, r2):
 
 
 @pytest.mark.parametrize("mode", [dict(), dict(batch=50), dict(online=True, batch=40),
-                                  dict(integrator="heun", growth=0.05)])
+                                  dict(integrator="heun", growth=0.05), dict(init="symmetric")])
 def test_resume_after_a_kill_is_bitwise_an_uninterrupted_run(tmp_path, mode):
     c = make_config(**{**SMALL, **mode, "checkpoint_every": 5})
     whole = simulate(c)
