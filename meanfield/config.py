@@ -560,22 +560,28 @@ def _coerce(name: str, value: Any) -> Any:
     return value.strip()
 
 
-def _check(c: Config) -> None:
-    """Range checks generated from each field's ``range``, in field order (``late`` rules
-    last); each message names the field and the allowed range."""
+def check_ranges(obj: Any, meta: Mapping[str, Mapping[str, Any]]) -> None:
+    """Range checks generated from each field's ``range`` (``meta``: field name -> its
+    metadata), in field order with ``late`` rules last; raises :class:`ConfigError` whose
+    message names the field and the allowed range."""
     late = []
-    for name, meta in _META.items():
-        rng = meta["range"]
+    for name, m in meta.items():
+        rng = m["range"]
         if isinstance(rng, Rule) and rng.late:
             late.append((name, rng))
             continue
-        msg = rng.problem(name, getattr(c, name), c)
+        msg = rng.problem(name, getattr(obj, name), obj)
         if msg is not None:
             raise ConfigError(msg)
     for name, rng in late:
-        msg = rng.problem(name, getattr(c, name), c)
+        msg = rng.problem(name, getattr(obj, name), obj)
         if msg is not None:
             raise ConfigError(msg)
+
+
+def _check(c: Config) -> None:
+    """The range checks of every :class:`Config` field (:func:`check_ranges`)."""
+    check_ranges(c, _META)
 
 
 def make_config(base: Config | None = None, **overrides: Any) -> Config:

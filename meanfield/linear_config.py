@@ -37,6 +37,7 @@ from meanfield.config import (
     OneOf,
     Range,
     Rule,
+    check_ranges,
     load_toml,
 )
 
@@ -97,7 +98,7 @@ class LinearConfig:
     activation: str = _field(
         "relu", help="activation phi, e.g. relu, erf, tanh, abs, leaky_relu:0.1 or an "
         "expression in x", range=Rule("a named activation or an expression in x",
-                                      _activation_problem))
+                                      _activation_problem, late=True))
     d: int = _field(50, help="input dimension", range=Interval(1, cap=MAX_SIZE))
     n: int = _field(0, help="number of training examples",
                     range=Interval(0, cap=MAX_SIZE, note="0 = round(d^1.25)"))
@@ -236,19 +237,7 @@ def make_linear_config(**overrides: Any) -> LinearConfig:
     if not values["widths"]:
         values["widths"] = (4 * values["n"],)
     config = LinearConfig(**values)
-    late = []
-    for name in LINEAR_FIELDS:
-        rng = _META[name]["range"]
-        if name == "activation":
-            late.append((name, rng))
-            continue
-        msg = rng.problem(name, getattr(config, name), config)
-        if msg is not None:
-            raise ConfigError(msg)
-    for name, rng in late:
-        msg = rng.problem(name, getattr(config, name), config)
-        if msg is not None:
-            raise ConfigError(msg)
+    check_ranges(config, _META)
     return config
 
 
