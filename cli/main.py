@@ -16,6 +16,7 @@ import click
 COMMANDS = {
     "derive": "cli.derive:derive",
     "compare": "cli.compare:compare",
+    "crossover": "cli.crossover:crossover",
     "linear": "cli.linear:linear",
     "reproduce": "cli.reproduce:reproduce",
     "simulate": "cli.simulate:simulate",

@@ -42,6 +42,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from analytic.activations import is_relu
 from meanfield.config import Config, ConfigError
@@ -336,6 +337,25 @@ def linear_estimate(config: LinearConfig) -> Estimate:
              "infinite-width and Hu kernels": 6 * n * (n + nt) * _F64 + 2 * T * nt * n * _F64,
              "output file image": sum(stored.values()) + (n + nt) * (d + 1) * _F64}
     return Estimate("linear", parts)
+
+
+def crossover_estimate(config: Config, n_alphas: int, settings: Any) -> Estimate:
+    """The peak memory of ``meanfield crossover`` (``settings``: a
+    :class:`meanfield.crossover_run.CrossoverSettings`): the training and held-out sets in
+    float64 and in the run dtype; the linearized twin's fixed masks (one byte per example and
+    node) and its blocks; the engine's blocks and weight buffers (as for ``simulate``); the
+    probe kernels (``3 n_probe^2`` and ``2 n_probe M``); about 90 series per alpha and record
+    time, twice (the records and the file image built before the atomic write)."""
+    M, N, d = config.M, config.N, config.d
+    T = settings.n_times + 2
+    records = n_alphas * T * 90 * _F64
+    parts = {"process baseline": BASELINE_BYTES,
+             "data": (N + config.n_test) * (d + 2) * _F64 * 2,
+             "linearized twin": (N * M + 2 * 1024 * (M + d)) if settings.linearized else 0,
+             "engine blocks and weights": 2048 * M * _F64 * 6 + 8 * M * d * _F64,
+             "probe kernels": settings.n_probe * (3 * settings.n_probe + 2 * M) * _F64,
+             "records and file image": 2 * records + 4 * M * _F64}
+    return Estimate("crossover", parts)
 
 
 def check_memory(config: Config, command: str, max_memory: int | None = None) -> Estimate:

@@ -44,16 +44,16 @@ from meanfield.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 CALL_LIMIT = 120.0  # seconds per command call (a hang, not a slow solver on a loaded machine)
-EXAMPLES = 50  # per command, default run (6 commands: 300)
+EXAMPLES = 50  # per command, default run (7 commands: 350)
 SLOW_EXAMPLES = 400  # per command, -m slow
 COMMANDS = sorted(main.list_commands(click.Context(main)))
 
 #: a tiny problem, for the options that the example does not fuzz
 TINY = {"M": "4", "N": "20", "d": "3", "t_max": "2", "n_test": "5", "n_times": "5",
-        "steps": "5"}
+        "steps": "5", "alphas": "1", "n_probe": "3", "tau_max": "0.5"}
 #: integer options that set the amount of work: drawn small, or extreme
 SIZES = {"M", "N", "d", "n_test", "n_times", "batch", "record_nodes", "threads",
-         "checkpoint_every", "n", "steps", "seeds", "widths"}
+         "checkpoint_every", "n", "steps", "seeds", "widths", "n_probe"}
 TUPLES = {f.name for f in dataclasses.fields(Config) if str(f.type).startswith("tuple")}
 
 HOSTILE = [
@@ -278,7 +278,7 @@ def invocations(draw, command: str, fast: bool = True):
     for name, value in TINY.items():
         if name in names_of and name not in fuzzed:
             argv += [names_of[name].opts[0], value]
-    writers = ("simulate", "theory", "linear")
+    writers = ("simulate", "theory", "linear", "crossover")
     if "output" in names_of and "output" not in fuzzed and command in writers:
         argv += ["-o", "out.h5"]
     if command == "compare" and "output" not in fuzzed and draw(st.booleans()):
@@ -324,6 +324,7 @@ def _tree(folder: Path) -> set[str]:
 
 def _check_output_file(path: Path) -> None:
     from meanfield.files.comparison import read_comparison
+    from meanfield.files.crossover import read_crossover
     from meanfield.files.linear import read_linear
     from meanfield.files.simulation import read_simulation
     from meanfield.files.theory import read_theory
@@ -337,7 +338,8 @@ def _check_output_file(path: Path) -> None:
                     assert set(var.attrs) & LABELS, f"{path.name}: {name} has an unlabelled " \
                                                     f"non-finite value"
     {"simulation": read_simulation, "theory": read_theory,
-     "comparison": read_comparison, "linear": read_linear}[kind](path)
+     "comparison": read_comparison, "linear": read_linear,
+     "crossover": read_crossover}[kind](path)
 
 
 #: the attributes that say why a variable holds NaN or inf
@@ -350,10 +352,12 @@ def inputs(tmp_path_factory):
     text file, a folder."""
     folder = tmp_path_factory.mktemp("inputs")
     runner = CliRunner()
-    tiny = [x for k, v in TINY.items() if k != "steps" for x in ("--" + k.replace("_", "-"), v)]
+    tiny = [x for k, v in TINY.items() if k in Config.__dataclass_fields__
+            for x in ("--" + k.replace("_", "-"), v)]
     with _inside(folder):
         assert runner.invoke(main, ["simulate", *tiny, "-o", "sim.h5"]).exit_code == 0
-        theory_tiny = [x for k, v in TINY.items() if k not in ("n_test", "steps")
+        theory_tiny = [x for k, v in TINY.items() if k in Config.__dataclass_fields__
+                       and k != "n_test"
                        for x in ("--" + k.replace("_", "-"), v)]
         assert runner.invoke(main, ["theory", *theory_tiny, "-o", "theory.h5"]).exit_code == 0
     raw = (folder / "sim.h5").read_bytes()

@@ -71,6 +71,10 @@ def _complete(path: Path, kind: str) -> None:
         from meanfield.files.linear import read_linear
 
         read_linear(path)
+    elif kind == "crossover":
+        from meanfield.files.crossover import read_crossover
+
+        read_crossover(path)
     else:
         from meanfield.files.comparison import read_comparison
 
@@ -81,7 +85,7 @@ def _held(path: Path, kind: str) -> tuple[str, Config | None]:
     """The identity of the result in ``path`` and, for runs, its configuration."""
     _complete(path, kind)
     with open_meanfield(path, kind) as f:
-        if kind == "comparison":
+        if kind in ("comparison", "crossover"):
             return str(text_attr(f, "inputs_hash", "")), None
         if kind == "linear":
             from meanfield.linear_config import linear_config_from_json
@@ -98,9 +102,10 @@ def existing_result(path: str | Path, kind: str, identity: str, overwrite: bool 
 
     Args:
         path: the output file.
-        kind: ``simulation``, ``theory``, ``comparison`` or ``linear``.
+        kind: ``simulation``, ``theory``, ``comparison``, ``linear`` or ``crossover``.
         identity: the run hash of ``config`` (a comparison: :func:`comparison_identity`; a
-            linear run: :meth:`meanfield.linear_config.LinearConfig.hash`).
+            linear run: :meth:`meanfield.linear_config.LinearConfig.hash`; a crossover:
+            :func:`meanfield.files.crossover.crossover_identity`).
         overwrite: allow replacing a file that holds something else.
         config: this run's configuration, to name the fields that differ.
 
@@ -125,7 +130,8 @@ def existing_result(path: str | Path, kind: str, identity: str, overwrite: bool 
         return True
     if overwrite:
         return False
-    what = ("other inputs" if kind == "comparison" or theirs is None or config is None
+    what = ("other inputs" if kind in ("comparison", "crossover") or theirs is None
+            or config is None
             else f"another configuration ({_differences(theirs, config)})")
     raise ConfigError(f"{path} already holds a {kind} of {what}; {_HINT}")
 
