@@ -210,14 +210,19 @@ def tau_grid(records: np.ndarray, delta: float, growth: float) -> tuple[np.ndarr
 # ----------------------------------------------------------------------------- the twin
 
 
-@njit(parallel=True, cache=True)
+_FASTMATH = {"reassoc", "contract"}
+"""Fast-math flags of the row sums: the compiler picks the summation order (vectorized), the
+same machine code for every row and every call, hence the same bits at a fixed thread count."""
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def _masked_rowsum(Z, mask, out, scale, offset):
-    """``out[r] = offset[r] + scale sum_i mask[r, i] Z[r, i]`` (float64)."""
+    """``out[r] = offset[r] + scale sum_i mask[r, i] Z[r, i]`` (float64; a masked-out entry
+    is skipped, whatever its value)."""
     for r in prange(Z.shape[0]):
         s = 0.0
         for i in range(Z.shape[1]):
-            if mask[r, i]:
-                s += Z[r, i]
+            s += Z[r, i] if mask[r, i] else 0.0
         out[r] = offset[r] + scale * s
 
 
@@ -227,8 +232,9 @@ def _gather_rows(mask, y, X, idx, G, XU):
     for k in prange(idx.shape[0]):
         r = idx[k]
         yr = y[r]
+        zero = 0.0 * yr
         for i in range(mask.shape[1]):
-            G[k, i] = yr if mask[r, i] else 0.0 * yr
+            G[k, i] = yr if mask[r, i] else zero
         for j in range(X.shape[1]):
             XU[k, j] = X[r, j]
 
@@ -266,17 +272,23 @@ class _Threads:
 
 class LinearFeatures:
     """The linearization's fixed features on a set of inputs ``X``: the mask
-    ``H0 = 1[W0 x > 0]`` (bytes, ``N x M``) and ``f_0`` (float64)."""
+    ``H0 = 1[W0 x > 0]`` (bytes, ``N x M``) and ``f_0`` (float64).
+
+    The forward runs on ``block`` rows at a time in place: ``Z = X_blk V^T/sqrt d`` (BLAS),
+    then one vectorized pass of ``Z`` masked by ``H0`` gives ``f``."""
+
+    block = 2048
+    """Rows per forward GEMM and per backward flush (as the network's step)."""
 
     def __init__(self, X: np.ndarray, a0: np.ndarray, W0: np.ndarray, alpha: float) -> None:
         N, M = X.shape[0], W0.shape[0]
         self.X, self.a0, self.W0, self.alpha = X, a0, W0, float(alpha)
         self.d = X.shape[1]
         self.mask = np.empty((N, M), np.uint8)
-        for s in range(0, N, _BLOCK):
-            np.greater(X[s:s + _BLOCK] @ W0.T, 0, out=self.mask[s:s + _BLOCK])
+        for s in range(0, N, self.block):
+            np.greater(X[s:s + self.block] @ W0.T, 0, out=self.mask[s:s + self.block])
         self.f0 = _relu_outputs(X, a0, W0, alpha)
-        self.Z = np.empty((min(_BLOCK, N), M), X.dtype)
+        self.Z = np.empty((min(self.block, N), M), X.dtype)
         self.f = np.empty(N)
         self.threads = _Threads(N * M)
 
@@ -293,8 +305,8 @@ class LinearFeatures:
         scale = self.alpha / self.W0.shape[0]
         N = self.X.shape[0]
         with self.threads:
-            for s in range(0, N, _BLOCK):
-                n = min(_BLOCK, N - s)
+            for s in range(0, N, self.block):
+                n = min(self.block, N - s)
                 np.matmul(self.X[s:s + n], VsT, out=self.Z[:n])
                 _masked_rowsum(self.Z[:n], self.mask[s:s + n], self.f[s:s + n], scale,
                                self.f0[s:s + n])
@@ -304,20 +316,43 @@ class LinearFeatures:
 class LinearizedTwin(LinearFeatures):
     """The weight-space linearization of the network around ``(a0, W0)`` on the training set
     ``(X, y)``, its hinge loss and its velocities ``v = -M dL_lin/dtheta`` (see the module
-    docstring). The state is the displacement ``(da, dW) = theta - theta0``."""
+    docstring). The state is the displacement ``(da, dW) = theta - theta0``.
+
+    The backward ``A = sum_{mu in U} y_mu H0_mu^T x_mu`` (``U`` the unsatisfied rows) runs
+    over the smaller of ``U`` and its complement: with ``A_all``, the same sum over every row
+    (a constant, computed once), ``A = A_all - sum_{mu not in U} y_mu H0_mu^T x_mu`` when more
+    than half of the rows are unsatisfied (early training: no backward at all while every row
+    is). The rows of the chosen set are gathered, ``block`` at a time in index order, into
+    ``G = y H0`` and ``X`` buffers and accumulated by BLAS (``A += G^T X_U``); which set is
+    used depends only on the unsatisfied count, and every operation is in a fixed order, so
+    the velocities are deterministic at a fixed thread count."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, a0: np.ndarray, W0: np.ndarray,
                  alpha: float, h: float) -> None:
         super().__init__(X, a0, W0, alpha)
         self.y, self.h = y, float(h)
         self.y64 = y.astype(np.float64)
+        N = X.shape[0]
         M, d = W0.shape
-        self.G = np.empty((min(_BLOCK, X.shape[0]), M), X.dtype)
-        self.XU = np.empty((min(_BLOCK, X.shape[0]), d), X.dtype)
+        self.G = np.empty((min(self.block, N), M), X.dtype)
+        self.XU = np.empty((min(self.block, N), d), X.dtype)
         self.A = np.empty((M, d), X.dtype)
         self.tmp = np.empty((M, d), X.dtype)
         self.W064 = W0.astype(np.float64)
-        self.satisfied = np.ones(X.shape[0], bool)
+        self.satisfied = np.ones(N, bool)
+        self.A_all = np.empty((M, d), X.dtype)
+        self._accumulate(np.arange(N), self.A_all)
+
+    def _accumulate(self, idx: np.ndarray, out: np.ndarray) -> None:
+        """``out = sum_{mu in idx} y_mu H0_mu^T x_mu`` (``idx`` sorted)."""
+        out[...] = 0
+        with _Threads(idx.shape[0] * self.W0.shape[0]):
+            for s in range(0, idx.shape[0], self.block):
+                part = idx[s:s + self.block]
+                n = part.shape[0]
+                _gather_rows(self.mask, self.y, self.X, part, self.G, self.XU)
+                np.matmul(self.G[:n].T, self.XU[:n], out=self.tmp)
+                out += self.tmp
 
     def loss(self, da: np.ndarray, dW: np.ndarray) -> float:
         """``L_lin = (1/N) sum_mu (h - y f_lin)_+``."""
@@ -332,20 +367,22 @@ class LinearizedTwin(LinearFeatures):
         m = self.y64 * self.outputs(da, dW)
         np.greater_equal(m, self.h, out=self.satisfied)
         loss = float(np.maximum(self.h - m, 0.0).sum() / N)
-        idx = np.flatnonzero(~self.satisfied)
-        self.A[...] = 0
-        with _Threads(idx.shape[0] * self.W0.shape[0]):
-            for s in range(0, idx.shape[0], _BLOCK):
-                part = idx[s:s + _BLOCK]
-                n = part.shape[0]
-                _gather_rows(self.mask, self.y, self.X, part, self.G, self.XU)
-                np.matmul(self.G[:n].T, self.XU[:n], out=self.tmp)
-                self.A += self.tmp
+        sat = np.flatnonzero(self.satisfied)
+        n_unsat = N - sat.shape[0]
+        if sat.shape[0] == 0:
+            A = self.A_all
+        elif sat.shape[0] < n_unsat:
+            self._accumulate(sat, self.A)
+            np.subtract(self.A_all, self.A, out=self.A)
+            A = self.A
+        else:
+            self._accumulate(np.flatnonzero(~self.satisfied), self.A)
+            A = self.A
         c = self.alpha / (N * math.sqrt(d))
-        np.multiply(self.A, self.a0[:, None], out=v_W_out)
+        np.multiply(A, self.a0[:, None], out=v_W_out)
         v_W_out *= v_W_out.dtype.type(c)
-        v_a_out[...] = c * np.einsum("ik,ik->i", self.W064, self.A.astype(np.float64))
-        return loss, int(idx.shape[0])
+        v_a_out[...] = c * np.einsum("ik,ik->i", self.W064, A.astype(np.float64))
+        return loss, int(n_unsat)
 
 
 # ----------------------------------------------------------------------------- measurements
