@@ -33,13 +33,16 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
     d = 50 on a geometric step schedule), or run and check a linear regime (lee-width: the
     network approaches Lee et al.'s linearization as the width grows; lee-gp: an ensemble of
     trained networks against Lee et al.'s Gaussian process; hu-early: the network follows
-    Hu et al.'s linear model early on, better as d grows, then leaves it), printing the
-    criteria and the verdict. Files of the folder that already hold this configuration's
-    result are reused; files of another configuration are refused unless --overwrite."""
+    Hu et al.'s linear model early on, better as d grows, then leaves it), or run and check
+    the hinge model's crossover from rich to lazy (pb-crossover: network and linearization
+    against the full and lazy theories over alpha; frankle-rewind: Frankle et al.'s rewinding
+    arms against their restarted theory), printing the criteria and the verdict. Files of
+    the folder that already hold this configuration's result are reused; files of another
+    configuration are refused unless --overwrite."""
     import json
 
     from meanfield.compare.report import format_report, report_dict
-    from meanfield.reproduce import FIGURES, LINEAR_TARGETS, figure_config
+    from meanfield.reproduce import CROSSOVER_TARGETS, FIGURES, LINEAR_TARGETS, figure_config
     from meanfield.reproduce import reproduce as run
 
     if figure not in FIGURES:
@@ -50,6 +53,9 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
         raise BadInput(f"--out {str(folder)!r} exists and is not a folder")
     if figure in LINEAR_TARGETS:
         _linear(figure, quick, folder, as_json, overwrite, max_memory)
+        return
+    if figure in CROSSOVER_TARGETS:
+        _crossover(figure, quick, folder, as_json, overwrite)
         return
     config = figure_config(figure, quick)
     check_memory(config, "reproduce", max_memory)
@@ -82,22 +88,12 @@ def _on_stage(stage: str, seconds: float, path: Path | None) -> None:
     click.echo(f"  {stage:<9}{seconds:8.1f} s{where}", err=True)
 
 
-def _linear(figure: str, quick: bool, folder: Path, as_json: bool, overwrite: bool,
-            max_memory: str | None) -> None:
-    """A linear target: its runs, figure, criteria table and verdict."""
+def _report(rep, as_json: bool) -> None:
+    """A target's criteria table, files and verdict (or its --json document)."""
     import json
 
-    from meanfield.linear_targets import format_criteria, linear_configs
-    from meanfield.memory import parse_size
-    from meanfield.reproduce import reproduce_linear
+    from meanfield.linear_targets import format_criteria
 
-    runs = ", ".join(f"{c.activation} d={c.d} n={c.n} widths={','.join(map(str, c.widths))} "
-                     f"{c.seeds} member(s) {c.steps} steps"
-                     for c in linear_configs(figure, quick).values())
-    click.echo(f"reproducing {figure} ({'quick' if quick else 'full size'}: {runs}) into "
-               f"{folder}/", err=True)
-    rep = reproduce_linear(figure, folder, quick=quick, on_stage=_on_stage, overwrite=overwrite,
-                           max_memory=None if max_memory is None else parse_size(max_memory))
     if rep.reused:
         click.echo(f"  reused (same configuration, left untouched): {', '.join(rep.reused)}",
                    err=True)
@@ -110,3 +106,40 @@ def _linear(figure: str, quick: bool, folder: Path, as_json: bool, overwrite: bo
         click.echo(f"{label:<14}{path}")
     click.echo(f"total time    {sum(rep.seconds.values()):.1f} s")
     click.echo(f"verdict: {rep.verdict}")
+
+
+def _crossover(figure: str, quick: bool, folder: Path, as_json: bool, overwrite: bool) -> None:
+    """A crossover target: its runs, figure, criteria table and verdict."""
+    from meanfield.crossover_targets import crossover_runs
+    from meanfield.reproduce import reproduce_crossover
+
+    runs = crossover_runs(figure, quick)
+    first = next(iter(runs.values()))
+    c = first.config
+    alphas = ",".join(f"{a:g}" for a in first.alphas)
+    rewind = [r.settings.rewind_at for r in runs.values() if r.settings.rewind_at is not None]
+    extra = f" tau_k={','.join(f'{t:g}' for t in rewind)}" if rewind else ""
+    click.echo(f"reproducing {figure} ({'quick' if quick else 'full size'}: M={c.M}, N={c.N}, "
+               f"d={c.d}, alphas={alphas}, tau_max={first.settings.tau_max:g}{extra}) into "
+               f"{folder}/", err=True)
+    rep = reproduce_crossover(figure, folder, quick=quick, on_stage=_on_stage,
+                              overwrite=overwrite)
+    _report(rep, as_json)
+
+
+def _linear(figure: str, quick: bool, folder: Path, as_json: bool, overwrite: bool,
+            max_memory: str | None) -> None:
+    """A linear target: its runs, figure, criteria table and verdict."""
+
+    from meanfield.linear_targets import linear_configs
+    from meanfield.memory import parse_size
+    from meanfield.reproduce import reproduce_linear
+
+    runs = ", ".join(f"{c.activation} d={c.d} n={c.n} widths={','.join(map(str, c.widths))} "
+                     f"{c.seeds} member(s) {c.steps} steps"
+                     for c in linear_configs(figure, quick).values())
+    click.echo(f"reproducing {figure} ({'quick' if quick else 'full size'}: {runs}) into "
+               f"{folder}/", err=True)
+    rep = reproduce_linear(figure, folder, quick=quick, on_stage=_on_stage, overwrite=overwrite,
+                           max_memory=None if max_memory is None else parse_size(max_memory))
+    _report(rep, as_json)

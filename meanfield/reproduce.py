@@ -17,6 +17,11 @@ Files written to the output folder: ``derivation.tex`` (the derived equations, L
 criteria: their settings, criteria and figures are those of :mod:`meanfield.linear_targets`;
 :func:`reproduce_linear` runs them, writes each run's file (kind ``linear``) and the figure
 into the output folder and evaluates the criteria (verdict ``agree`` iff every one holds).
+
+``pb-crossover`` and ``frankle-rewind`` are runs of ``meanfield crossover`` checked against
+criteria (settings, criteria and the frankle-rewind figure in :mod:`meanfield.crossover_targets`);
+:func:`reproduce_crossover` runs them, writes each run's file (kind ``crossover``) and the
+figure and evaluates the criteria.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 from meanfield.compare import Comparison
 from meanfield.config import Config, ConfigError, make_config
+from meanfield.crossover_targets import TARGETS as CROSSOVER_TARGETS
 from meanfield.linear_config import LinearConfig
 from meanfield.linear_targets import TARGETS as LINEAR_TARGETS
 from meanfield.linear_targets import Criterion
@@ -42,8 +48,9 @@ PB_FIG1 = {
 PB_FIG1_QUICK = {
     **PB_FIG1, "M": 200, "N": 20_000, "d": 50, "n_test": 4_000, "growth": 0.02, "n_times": 60,
 }
-#: every target of ``meanfield reproduce``: the comparison pb-fig1, then the linear targets
-FIGURES = ("pb-fig1", *LINEAR_TARGETS)
+#: every target of ``meanfield reproduce``: the comparison pb-fig1, the linear targets, then
+#: the crossover targets
+FIGURES = ("pb-fig1", *LINEAR_TARGETS, *CROSSOVER_TARGETS)
 #: the figures a reproduction draws into its folder
 FIGURE_FILES = ("fig1.png", "errors.png")
 
@@ -71,6 +78,9 @@ def figure_config(name: str, quick: bool = False, **overrides) -> Config:
     if name in LINEAR_TARGETS:
         raise ConfigError(f"{name} is a run of meanfield linear: its configurations are "
                           f"meanfield.linear_targets.linear_configs({name!r})")
+    if name in CROSSOVER_TARGETS:
+        raise ConfigError(f"{name} is a run of meanfield crossover: its runs are "
+                          f"meanfield.crossover_targets.crossover_runs({name!r})")
     if name not in FIGURES:
         raise ConfigError(f"figure must be one of {', '.join(FIGURES)}; got {name!r}")
     return make_config(**{**(PB_FIG1_QUICK if quick else PB_FIG1), **overrides})
@@ -303,4 +313,98 @@ def reproduce_linear(
     save_figure(draw_target(name, results), figure, identity(configs))
     done("figure", start, figure)
     rep.criteria = evaluate(name, results, quick)
+    return rep
+
+
+@dataclass
+class CrossoverReproduction:
+    """A crossover target's runs, files, seconds and criteria."""
+
+    name: str
+    out: Path
+    quick: bool
+    runs: dict  # file name -> meanfield.crossover_targets.CrossoverRun
+    files: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    criteria: list[Criterion] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)  # run files that held this run already
+
+    @property
+    def verdict(self) -> str:
+        from meanfield.linear_targets import verdict
+
+        return verdict(self.criteria)
+
+    def to_dict(self) -> dict[str, object]:
+        """The ``--json`` document: figure, verdict, criteria, files."""
+        return {"figure": self.name, "verdict": self.verdict,
+                "criteria": [c.to_dict() for c in self.criteria],
+                "files": [str(p) for p in self.files.values()]}
+
+
+def reproduce_crossover(
+    name: str,
+    out: str | Path,
+    quick: bool = False,
+    on_stage: Callable[[str, float, Path | None], None] | None = None,
+    overwrite: bool = False,
+) -> CrossoverReproduction:
+    """Run the crossover target ``name`` (``pb-crossover``, ``frankle-rewind``) into folder
+    ``out`` (created if needed): each run of
+    :func:`meanfield.crossover_targets.crossover_runs` to its HDF5 file (kind ``crossover``),
+    the target's figure (``crossover.png``, ``frankle_rewind.png``), the criteria.
+
+    Before any work: a run file that already holds its run is reused (read back, not run
+    again: ``CrossoverReproduction.reused``); a file holding anything else, or a figure of
+    other runs, is refused (:class:`ConfigError`) unless ``overwrite``.
+    ``on_stage(stage, seconds, path)`` is called after each run (``run``, or
+    ``run tau_k=0.2`` ...) and after the figure.
+
+    Example:
+        >>> rep = reproduce_crossover("pb-crossover", "pbx-quick", quick=True)  # doctest: +SKIP
+        >>> rep.verdict                                                      # doctest: +SKIP
+        'agree'
+    """
+    from meanfield.crossover_targets import (
+        crossover_runs,
+        draw_target,
+        evaluate,
+        figure_name,
+        identity,
+    )
+    from meanfield.files.crossover import read_crossover, write_crossover
+    from meanfield.files.outputs import existing_result, existing_tagged
+    from meanfield.plots import save_figure
+
+    runs = crossover_runs(name, quick)
+    out = Path(out)
+    figure = out / figure_name(name)
+    same = {file: existing_result(out / file, "crossover", r.identity(), overwrite)
+            for file, r in runs.items()}
+    existing_tagged(figure, identity(runs), overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = CrossoverReproduction(name=name, out=out, quick=quick, runs=runs)
+    rep.reused = [file for file, ok in same.items() if ok]
+
+    def done(label: str, start: float, path: Path) -> None:
+        rep.seconds[label] = time.perf_counter() - start
+        rep.files[label] = path
+        if on_stage is not None:
+            on_stage(label, rep.seconds[label], path)
+
+    results = {}
+    for file, r in runs.items():
+        start = time.perf_counter()
+        if same[file]:
+            results[file] = read_crossover(out / file)
+        else:
+            results[file] = r.run()
+            write_crossover(results[file], out / file)
+        label = ("run" if len(runs) == 1
+                 else f"run tau_k={r.settings.rewind_at:g}")
+        done(label, start, out / file)
+    start = time.perf_counter()
+    save_figure(draw_target(name, results), figure, identity(runs))
+    done("figure", start, figure)
+    rep.criteria = evaluate(name, results)
     return rep
