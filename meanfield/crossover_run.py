@@ -36,9 +36,12 @@ The linearized twin. With ``u0 = W0 x/sqrt d``, ``H0 = 1[u0 > 0]`` and ``relu(u0
 so a step costs one GEMM ``Z = X V^T/sqrt d`` with ``V_i = da_i w0_i + a0_i dw_i`` and a pass of
 ``Z`` masked by the fixed ``H0`` (kept as bytes); the velocities
 ``v_a_i = (alpha/N) sum_U y relu(u0_i)``, ``v_W_i = (alpha/N) a0_i sum_U y H0_i x/sqrt d``
-both follow from the second GEMM ``A = G^T X_U`` (``G = y H0`` on the unsatisfied rows ``U``
-only): ``v_W_i = alpha a0_i A_i/(N sqrt d)``, ``v_a_i = alpha w0_i.A_i/(N sqrt d)``. Only the
-unsatisfied set changes from step to step.
+both follow from ``A = G^T X_U`` (``G = y H0`` on the unsatisfied rows ``U``):
+``v_W_i = alpha a0_i A_i/(N sqrt d)``, ``v_a_i = alpha w0_i.A_i/(N sqrt d)``. Only the
+unsatisfied set changes from step to step, and the sum over all rows is fixed: ``A`` is
+computed over the smaller of ``U`` and its complement (the total, computed once, minus the
+satisfied rows), so the backward GEMM never covers more than half the rows
+(:class:`LinearizedTwin`).
 
 Records (:class:`CrossoverResult`; names are those of the crossover file): ``[alpha, t]``
 series of ``net`` and ``lin`` (training and held-out errors, loss, slope ``S``, ``gamma``,

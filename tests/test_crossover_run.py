@@ -88,9 +88,12 @@ def _twin_problem(N=60, M=6, d=3, alpha=1.7, seed=3):
     return X, y, a0, W0, alpha
 
 
-def test_twin_velocity_matches_finite_differences():
+@pytest.mark.parametrize("h", [0.05, 0.3], ids=["fewer-than-half-unsatisfied",
+                                              "more-than-half-unsatisfied"])
+def test_twin_velocity_matches_finite_differences(h):
+    """Both backward paths: a sum over the unsatisfied rows (h = 0.05: 48% of them) and the
+    precomputed total minus the satisfied rows (h = 0.3: 73%)."""
     X, y, a0, W0, alpha = _twin_problem()
-    h = 0.3
     twin = LinearizedTwin(X, y, a0, W0, alpha, h)
     rng = np.random.default_rng(4)
     da, dW = 0.3 * rng.standard_normal(a0.shape), 0.3 * rng.standard_normal(W0.shape)
