@@ -2,9 +2,10 @@
 
 pb_fig1 runs by default on a tiny setting (MEANFIELD_OVERRIDES) so the suite stays fast; the
 real quick setting is a slow test. linear_regimes runs its three targets in their quick
-setting (about 25 s together on two cores). Every notebook ends with assertions of its own
-(files written; the affine-kernel error falls with d; every verdict "agree"), so a wrong result
-fails the test, not only an exception.
+setting (about 25 s together on two cores), crossover its two targets pb-crossover and
+frankle-rewind in their quick setting (about 10 s together). Every notebook ends with
+assertions of its own (files written; the affine-kernel error falls with d; every verdict
+"agree"), so a wrong result fails the test, not only an exception.
 """
 
 from __future__ import annotations
@@ -81,6 +82,25 @@ def test_linear_regimes_quick(tmp_path):
         assert (tmp_path / "out" / folder / figure).is_file()
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 3
+
+
+def test_crossover_quick(tmp_path):
+    nb = run("crossover.ipynb", tmp_path, {"MEANFIELD_QUICK": "1",
+                                           "MEANFIELD_OUT": str(tmp_path / "out")})
+    text = outputs_text(nb)
+    # the criteria tables were printed (the notebook's own assertions that every verdict is
+    # "agree" have passed, else execute() would have raised)
+    for name in ("pb-crossover", "frankle-rewind"):
+        assert f"{name:<15} verdict: agree" in text
+    assert "rich: err_lin - err_net" in text and "tau_k=1 shuffle: |maw - theory|" in text
+    for folder, files in (("pb-crossover", ("crossover.h5", "crossover.png")),
+                          ("frankle-rewind", ("frankle_rewind_tau0.2.h5",
+                                              "frankle_rewind_tau1.h5",
+                                              "frankle_rewind.png"))):
+        for file in files:
+            assert (tmp_path / "out" / folder / file).is_file()
+    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
 
 
 @pytest.mark.slow
