@@ -55,7 +55,7 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
         _linear(figure, quick, folder, as_json, overwrite, max_memory)
         return
     if figure in CROSSOVER_TARGETS:
-        _crossover(figure, quick, folder, as_json, overwrite)
+        _crossover(figure, quick, folder, as_json, overwrite, max_memory)
         return
     config = figure_config(figure, quick)
     check_memory(config, "reproduce", max_memory)
@@ -108,9 +108,11 @@ def _report(rep, as_json: bool) -> None:
     click.echo(f"verdict: {rep.verdict}")
 
 
-def _crossover(figure: str, quick: bool, folder: Path, as_json: bool, overwrite: bool) -> None:
+def _crossover(figure: str, quick: bool, folder: Path, as_json: bool, overwrite: bool,
+               max_memory: str | None) -> None:
     """A crossover target: its runs, figure, criteria table and verdict."""
     from meanfield.crossover_targets import crossover_runs
+    from meanfield.memory import parse_size
     from meanfield.reproduce import reproduce_crossover
 
     runs = crossover_runs(figure, quick)
@@ -123,7 +125,8 @@ def _crossover(figure: str, quick: bool, folder: Path, as_json: bool, overwrite:
                f"d={c.d}, alphas={alphas}, tau_max={first.settings.tau_max:g}{extra}) into "
                f"{folder}/", err=True)
     rep = reproduce_crossover(figure, folder, quick=quick, on_stage=_on_stage,
-                              overwrite=overwrite)
+                              overwrite=overwrite,
+                              max_memory=None if max_memory is None else parse_size(max_memory))
     _report(rep, as_json)
 
 

@@ -155,6 +155,10 @@ def check_inputs(config: Config, alphas: Sequence[float], settings: CrossoverSet
         raise ConfigError("crossover trains in full batch: batch must be 0 and online false")
     if config.integrator != "euler":
         raise ConfigError(f"integrator must be euler for crossover, got {config.integrator!r}")
+    if not (config.sa > 0 and config.sw > 0):
+        raise ConfigError(f"sa and sw must be > 0 for crossover (the distances from "
+                          f"initialisation are relative to them), got sa={config.sa:g}, "
+                          f"sw={config.sw:g}")
     if config.margin or config.label_noise:
         raise ConfigError("crossover's theory needs margin = 0 and label_noise = 0")
     if config.n_test < 2:

@@ -348,6 +348,7 @@ def reproduce_crossover(
     quick: bool = False,
     on_stage: Callable[[str, float, Path | None], None] | None = None,
     overwrite: bool = False,
+    max_memory: int | None = None,
 ) -> CrossoverReproduction:
     """Run the crossover target ``name`` (``pb-crossover``, ``frankle-rewind``) into folder
     ``out`` (created if needed): each run of
@@ -356,7 +357,8 @@ def reproduce_crossover(
 
     Before any work: a run file that already holds its run is reused (read back, not run
     again: ``CrossoverReproduction.reused``); a file holding anything else, or a figure of
-    other runs, is refused (:class:`ConfigError`) unless ``overwrite``.
+    other runs, is refused (:class:`ConfigError`) unless ``overwrite``; so is a run whose
+    estimated peak memory exceeds ``max_memory`` bytes (default: the available memory).
     ``on_stage(stage, seconds, path)`` is called after each run (``run``, or
     ``run tau_k=0.2`` ...) and after the figure.
 
@@ -374,6 +376,7 @@ def reproduce_crossover(
     )
     from meanfield.files.crossover import read_crossover, write_crossover
     from meanfield.files.outputs import existing_result, existing_tagged
+    from meanfield.memory import check_estimate, crossover_estimate
     from meanfield.plots import save_figure
 
     runs = crossover_runs(name, quick)
@@ -382,6 +385,9 @@ def reproduce_crossover(
     same = {file: existing_result(out / file, "crossover", r.identity(), overwrite)
             for file, r in runs.items()}
     existing_tagged(figure, identity(runs), overwrite)
+    for file, r in runs.items():
+        if not same[file]:
+            check_estimate(crossover_estimate(r.config, len(r.alphas), r.settings), max_memory)
     out.mkdir(parents=True, exist_ok=True)
     rep = CrossoverReproduction(name=name, out=out, quick=quick, runs=runs)
     rep.reused = [file for file, ok in same.items() if ok]

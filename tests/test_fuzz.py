@@ -455,6 +455,9 @@ FOUND = [
     pytest.param(["derive", "0", "--verify", "--d", "3"], id="derive-verify-constant"),
     pytest.param(["theory", "--h", "1e-320", "--N", "20", *_TINY_ARGS, "-o", "out.h5"],
                  id="theory-h-subnormal"),
+    pytest.param(["crossover", "--sw", "0.0", "--M", "4", "--N", "20", "--d", "3", "--n-test",
+                  "5", "--n-times", "5", "--alphas", "1", "--n-probe", "3", "--tau-max", "0.5",
+                  "-o", "out.h5"], id="crossover-sw-0"),
     pytest.param(["theory", "--activation", "erf", "--N", "20", *_TINY_ARGS, "-o", "out.h5"],
                  id="theory-erf-d3-stiff", marks=pytest.mark.slow),
 ]

@@ -259,7 +259,7 @@ def test_settings_are_the_issues():
         linear_configs("lee-depth")
     with pytest.raises(ConfigError, match="lee-width, lee-gp, hu-early"):
         evaluate("lee-depth", {})
-    assert FIGURES == ("pb-fig1", "lee-width", "lee-gp", "hu-early")
+    assert FIGURES[:4] == ("pb-fig1", "lee-width", "lee-gp", "hu-early")
     with pytest.raises(ConfigError, match="run of meanfield linear"):
         figure_config("lee-gp")
 
