@@ -38,27 +38,13 @@ import tempfile
 import time
 
 import numpy as np
+from timing import best_times
 
 from meanfield.crossover_run import LinearizedTwin
 from meanfield.step import StepParams, dense_velocity, set_threads, thread_settings
 
 TARGETS = ("pb-crossover", "frankle-rewind")
 STAGES = (("every example", 1.0), ("about half", 0.5), ("about 10%", 0.1))
-
-
-def best_times(fns: dict, repeat: int) -> dict[str, float]:
-    """Smallest wall time of ``repeat`` calls of every function, the calls interleaved in
-    rounds (one call of each per round, after one warm-up round) so that a slow spell of the
-    machine hits all alike."""
-    for fn in fns.values():
-        fn()
-    times = {k: math.inf for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k] = min(times[k], time.perf_counter() - t)
-    return times
 
 
 def problem(N: int, M: int, d: int, seed: int = 0):

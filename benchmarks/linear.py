@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import best_time, best_times
 
 from meanfield.linear import empirical_ntk
 from meanfield.linear_gd import NetworkGD
@@ -76,29 +77,6 @@ def keep_freed_memory() -> str:
     return "allocator keeps freed memory" if ok else "--keep-memory refused by mallopt"
 
 
-def best_time(fn, repeat: int) -> float:
-    """Smallest wall time of ``repeat`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def best_times(fns: dict, repeat: int) -> dict[str, float]:
-    """:func:`best_time` of every function, the calls interleaved in rounds (one call of each
-    per round, after one warm-up round) so that a slow spell of the machine hits all alike."""
-    for fn in fns.values():
-        fn()
-    times = {k: math.inf for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k] = min(times[k], time.perf_counter() - t)
-    return times
 
 
 def activation(name: str):

@@ -48,6 +48,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from timing import best_time
 
 from meanfield.step import (
     FullBatchStepper,
@@ -56,17 +57,6 @@ from meanfield.step import (
     set_threads,
     thread_settings,
 )
-
-
-def best_time(fn, repeat: int) -> float:
-    """Smallest wall time of ``repeat`` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def problem(N: int, M: int, d: int, dtype: str, seed: int = 0):
