@@ -143,7 +143,6 @@ def crossover(alphas: str, config_path: str | None, tau_max: float, dtau: float,
         write_crossover(result, out)
     if plot is not None:
         from meanfield.crossover_plots import draw_crossover
-
         from meanfield.plots import save_figure
 
         save_figure(draw_crossover(result), plot, identity)
