@@ -30,11 +30,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meanfield.compare import Comparison
 from meanfield.config import Config, ConfigError, make_config
 from meanfield.crossover_targets import TARGETS as CROSSOVER_TARGETS
-from meanfield.linear_config import LinearConfig
 from meanfield.linear_targets import TARGETS as LINEAR_TARGETS
 from meanfield.linear_targets import Criterion
 
@@ -218,13 +218,14 @@ def reproduce(
 
 
 @dataclass
-class LinearReproduction:
-    """A linear target's runs, files, seconds and criteria."""
+class TargetReproduction:
+    """A target's runs (file name -> what runs there: a linear configuration or a crossover
+    run), files, seconds and criteria."""
 
     name: str
     out: Path
     quick: bool
-    configs: dict[str, LinearConfig]  # file name -> configuration
+    runs: dict[str, Any]
     files: dict[str, Path] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     criteria: list[Criterion] = field(default_factory=list)
@@ -250,14 +251,14 @@ def reproduce_linear(
     on_stage: Callable[[str, float, Path | None], None] | None = None,
     overwrite: bool = False,
     max_memory: int | None = None,
-) -> LinearReproduction:
+) -> TargetReproduction:
     """Run the linear target ``name`` (``lee-width``, ``lee-gp``, ``hu-early``) into folder
     ``out`` (created if needed): each run of
     :func:`meanfield.linear_targets.linear_configs` to its HDF5 file, the target's figure, the
     criteria.
 
     Before any work: a run file that already holds its configuration is reused (read back, not
-    run again: ``LinearReproduction.reused``); a file holding anything else, or a figure of
+    run again: ``TargetReproduction.reused``); a file holding anything else, or a figure of
     other runs, is refused (:class:`ConfigError`) unless ``overwrite``; each run still to do
     must fit ``max_memory`` bytes (``None``: the memory available now).
     ``on_stage(stage, seconds, path)`` is called after each run (``run``, or ``run d=25`` ...)
@@ -291,7 +292,7 @@ def reproduce_linear(
         if not same[file]:
             check_estimate(linear_estimate(c), max_memory)
     out.mkdir(parents=True, exist_ok=True)
-    rep = LinearReproduction(name=name, out=out, quick=quick, configs=configs)
+    rep = TargetReproduction(name=name, out=out, quick=quick, runs=configs)
     rep.reused = [file for file, ok in same.items() if ok]
 
     def done(label: str, start: float, path: Path) -> None:
@@ -316,32 +317,6 @@ def reproduce_linear(
     return rep
 
 
-@dataclass
-class CrossoverReproduction:
-    """A crossover target's runs, files, seconds and criteria."""
-
-    name: str
-    out: Path
-    quick: bool
-    runs: dict  # file name -> meanfield.crossover_targets.CrossoverRun
-    files: dict[str, Path] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-    criteria: list[Criterion] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)  # run files that held this run already
-
-    @property
-    def verdict(self) -> str:
-        from meanfield.linear_targets import verdict
-
-        return verdict(self.criteria)
-
-    def to_dict(self) -> dict[str, object]:
-        """The ``--json`` document: figure, verdict, criteria, files."""
-        return {"figure": self.name, "verdict": self.verdict,
-                "criteria": [c.to_dict() for c in self.criteria],
-                "files": [str(p) for p in self.files.values()]}
-
-
 def reproduce_crossover(
     name: str,
     out: str | Path,
@@ -349,14 +324,14 @@ def reproduce_crossover(
     on_stage: Callable[[str, float, Path | None], None] | None = None,
     overwrite: bool = False,
     max_memory: int | None = None,
-) -> CrossoverReproduction:
+) -> TargetReproduction:
     """Run the crossover target ``name`` (``pb-crossover``, ``frankle-rewind``) into folder
     ``out`` (created if needed): each run of
     :func:`meanfield.crossover_targets.crossover_runs` to its HDF5 file (kind ``crossover``),
     the target's figure (``crossover.png``, ``frankle_rewind.png``), the criteria.
 
     Before any work: a run file that already holds its run is reused (read back, not run
-    again: ``CrossoverReproduction.reused``); a file holding anything else, or a figure of
+    again: ``TargetReproduction.reused``); a file holding anything else, or a figure of
     other runs, is refused (:class:`ConfigError`) unless ``overwrite``; so is a run whose
     estimated peak memory exceeds ``max_memory`` bytes (default: the available memory).
     ``on_stage(stage, seconds, path)`` is called after each run (``run``, or
@@ -389,7 +364,7 @@ def reproduce_crossover(
         if not same[file]:
             check_estimate(crossover_estimate(r.config, len(r.alphas), r.settings), max_memory)
     out.mkdir(parents=True, exist_ok=True)
-    rep = CrossoverReproduction(name=name, out=out, quick=quick, runs=runs)
+    rep = TargetReproduction(name=name, out=out, quick=quick, runs=runs)
     rep.reused = [file for file, ok in same.items() if ok]
 
     def done(label: str, start: float, path: Path) -> None:
