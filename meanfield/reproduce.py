@@ -244,6 +244,71 @@ class TargetReproduction:
                 "files": [str(p) for p in self.files.values()]}
 
 
+@dataclass(frozen=True)
+class _Runs:
+    """How a target's runs are done and stored: the file ``kind``, a run's ``identity`` and
+    memory ``estimate``, ``run`` it, ``write`` / ``read`` its result, and the ``label`` of its
+    stage when a target has several runs."""
+
+    kind: str
+    identity: Callable[[Any], str]
+    estimate: Callable[[Any], Any]
+    run: Callable[[Any], Any]
+    write: Callable[[Any, Path], None]
+    read: Callable[[Path], Any]
+    label: Callable[[Any], str]
+
+
+def _reproduce_target(
+    name: str, out: Path, quick: bool, targets: dict[str, Any], runs: _Runs,
+    figure_file: str, figure_identity: str, draw: Callable[[dict[str, Any]], Any],
+    evaluate: Callable[[dict[str, Any]], list[Criterion]],
+    on_stage: Callable[[str, float, Path | None], None] | None, overwrite: bool,
+    max_memory: int | None,
+) -> TargetReproduction:
+    """The steps every linear or crossover target takes (``targets``: file name -> run).
+
+    Before any work: each file that already holds its run is marked for reuse, anything else
+    in the way (another run, a figure of other runs) is refused unless ``overwrite``, and each
+    run still to do must fit ``max_memory``. Then each run is done (or read back) and written,
+    the figure drawn, the criteria evaluated; ``on_stage`` after each run and the figure."""
+    from meanfield.files.outputs import existing_result, existing_tagged
+    from meanfield.memory import check_estimate
+    from meanfield.plots import save_figure
+
+    figure = out / figure_file
+    same = {file: existing_result(out / file, runs.kind, runs.identity(t), overwrite)
+            for file, t in targets.items()}
+    existing_tagged(figure, figure_identity, overwrite)
+    for file, t in targets.items():
+        if not same[file]:
+            check_estimate(runs.estimate(t), max_memory)
+    out.mkdir(parents=True, exist_ok=True)
+    rep = TargetReproduction(name=name, out=out, quick=quick, runs=targets)
+    rep.reused = [file for file, ok in same.items() if ok]
+
+    def done(label: str, start: float, path: Path) -> None:
+        rep.seconds[label] = time.perf_counter() - start
+        rep.files[label] = path
+        if on_stage is not None:
+            on_stage(label, rep.seconds[label], path)
+
+    results = {}
+    for file, t in targets.items():
+        start = time.perf_counter()
+        if same[file]:
+            results[file] = runs.read(out / file)
+        else:
+            results[file] = runs.run(t)
+            runs.write(results[file], out / file)
+        done(runs.label(t) if len(targets) > 1 else "run", start, out / file)
+    start = time.perf_counter()
+    save_figure(draw(results), figure, figure_identity)
+    done("figure", start, figure)
+    rep.criteria = evaluate(results)
+    return rep
+
+
 def reproduce_linear(
     name: str,
     out: str | Path,
@@ -270,8 +335,6 @@ def reproduce_linear(
         'agree'
     """
     from meanfield.files.linear import read_linear, write_linear
-    from meanfield.files.outputs import existing_result, existing_tagged
-    from meanfield.linear_plots import save_figure
     from meanfield.linear_run import run_linear
     from meanfield.linear_targets import (
         draw_target,
@@ -280,41 +343,17 @@ def reproduce_linear(
         identity,
         linear_configs,
     )
-    from meanfield.memory import check_estimate, linear_estimate
+    from meanfield.memory import linear_estimate
 
     configs = linear_configs(name, quick)
-    out = Path(out)
-    figure = out / figure_name(name)
-    same = {file: existing_result(out / file, "linear", c.hash(), overwrite)
-            for file, c in configs.items()}
-    existing_tagged(figure, identity(configs), overwrite)
-    for file, c in configs.items():
-        if not same[file]:
-            check_estimate(linear_estimate(c), max_memory)
-    out.mkdir(parents=True, exist_ok=True)
-    rep = TargetReproduction(name=name, out=out, quick=quick, runs=configs)
-    rep.reused = [file for file, ok in same.items() if ok]
-
-    def done(label: str, start: float, path: Path) -> None:
-        rep.seconds[label] = time.perf_counter() - start
-        rep.files[label] = path
-        if on_stage is not None:
-            on_stage(label, rep.seconds[label], path)
-
-    results = {}
-    for file, c in configs.items():
-        start = time.perf_counter()
-        if same[file]:
-            results[file] = read_linear(out / file)
-        else:
-            results[file] = run_linear(c)
-            write_linear(results[file], out / file)
-        done(f"run d={c.d}" if len(configs) > 1 else "run", start, out / file)
-    start = time.perf_counter()
-    save_figure(draw_target(name, results), figure, identity(configs))
-    done("figure", start, figure)
-    rep.criteria = evaluate(name, results, quick)
-    return rep
+    runs = _Runs(kind="linear", identity=lambda c: c.hash(), estimate=linear_estimate,
+                 run=run_linear, write=write_linear, read=read_linear,
+                 label=lambda c: f"run d={c.d}")
+    return _reproduce_target(
+        name, Path(out), quick, configs, runs, figure_name(name), identity(configs),
+        draw=lambda results: draw_target(name, results),
+        evaluate=lambda results: evaluate(name, results, quick),
+        on_stage=on_stage, overwrite=overwrite, max_memory=max_memory)
 
 
 def reproduce_crossover(
@@ -350,42 +389,15 @@ def reproduce_crossover(
         identity,
     )
     from meanfield.files.crossover import read_crossover, write_crossover
-    from meanfield.files.outputs import existing_result, existing_tagged
-    from meanfield.memory import check_estimate, crossover_estimate
-    from meanfield.plots import save_figure
+    from meanfield.memory import crossover_estimate
 
-    runs = crossover_runs(name, quick)
-    out = Path(out)
-    figure = out / figure_name(name)
-    same = {file: existing_result(out / file, "crossover", r.identity(), overwrite)
-            for file, r in runs.items()}
-    existing_tagged(figure, identity(runs), overwrite)
-    for file, r in runs.items():
-        if not same[file]:
-            check_estimate(crossover_estimate(r.config, len(r.alphas), r.settings), max_memory)
-    out.mkdir(parents=True, exist_ok=True)
-    rep = TargetReproduction(name=name, out=out, quick=quick, runs=runs)
-    rep.reused = [file for file, ok in same.items() if ok]
-
-    def done(label: str, start: float, path: Path) -> None:
-        rep.seconds[label] = time.perf_counter() - start
-        rep.files[label] = path
-        if on_stage is not None:
-            on_stage(label, rep.seconds[label], path)
-
-    results = {}
-    for file, r in runs.items():
-        start = time.perf_counter()
-        if same[file]:
-            results[file] = read_crossover(out / file)
-        else:
-            results[file] = r.run()
-            write_crossover(results[file], out / file)
-        label = ("run" if len(runs) == 1
-                 else f"run tau_k={r.settings.rewind_at:g}")
-        done(label, start, out / file)
-    start = time.perf_counter()
-    save_figure(draw_target(name, results), figure, identity(runs))
-    done("figure", start, figure)
-    rep.criteria = evaluate(name, results)
-    return rep
+    targets = crossover_runs(name, quick)
+    runs = _Runs(kind="crossover", identity=lambda r: r.identity(),
+                 estimate=lambda r: crossover_estimate(r.config, len(r.alphas), r.settings),
+                 run=lambda r: r.run(), write=write_crossover, read=read_crossover,
+                 label=lambda r: f"run tau_k={r.settings.rewind_at:g}")
+    return _reproduce_target(
+        name, Path(out), quick, targets, runs, figure_name(name), identity(targets),
+        draw=lambda results: draw_target(name, results),
+        evaluate=lambda results: evaluate(name, results),
+        on_stage=on_stage, overwrite=overwrite, max_memory=max_memory)
