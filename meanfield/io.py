@@ -39,7 +39,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-KINDS = ("theory", "simulation", "comparison", "sweep", "linear", "crossover")
+KINDS = ("theory", "simulation", "comparison", "sweep", "linear", "crossover", "study")
 #: layout version of each kind's files; a reader refuses a file of a newer version
 FORMAT_VERSION = 1
 
