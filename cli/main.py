@@ -20,6 +20,7 @@ COMMANDS = {
     "linear": "cli.linear:linear",
     "reproduce": "cli.reproduce:reproduce",
     "simulate": "cli.simulate:simulate",
+    "sweep": "cli.sweep:sweep",
     "theory": "cli.theory:theory",
 }
 

@@ -12,10 +12,12 @@ Layout:
 - every non-empty numeric array is chunked along its first dimension and carries HDF5's
   Fletcher-32 checksum, so flipped bits in the data are detected on read; arrays of 64 values
   or more are also compressed (gzip + shuffle, never LZF);
-- crash safety (:func:`atomic_h5`): a file is built in memory, written as ``name.tmp``, synced
-  and renamed with :func:`os.replace`, so a reader sees either the old complete file, the new
-  one, or none; a write that fails (disk full, file-size limit, folder read-only or gone)
-  raises :class:`WriteFailed` and leaves the previous file as it was and no ``name.tmp``;
+- crash safety (:func:`atomic_h5`): a file is built in memory, written to a temporary name
+  unique to the writer (``name.<pid>.<random>.tmp``), synced and renamed with
+  :func:`os.replace`, so a reader sees either the old complete file, the new one, or none, and
+  two processes writing the same file (two workers of a sweep) cannot corrupt each other; a
+  write that fails (disk full, file-size limit, folder read-only or gone) raises
+  :class:`WriteFailed` and leaves the previous file as it was and no temporary file;
 - reading (:func:`reading`): a missing, foreign, truncated or damaged file, a failed checksum
   or a variable missing from its kind's layout raise :class:`NotMeanfieldFile` with a
   one-line message.
@@ -29,6 +31,8 @@ import hashlib
 import itertools
 import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -251,9 +255,8 @@ def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
     """An HDF5 file to fill, written to ``path`` atomically when the block ends.
 
     The file is built in memory (HDF5's core driver, so the library never meets a disk
-    error); on success its image is written to ``path.tmp`` (a leftover from a killed process
-    is replaced), synced, and renamed to ``path`` with :func:`os.replace`. On any exception
-    (including KeyboardInterrupt) nothing is written, or ``path.tmp`` is removed, and the
+    error); on success its image is written by :func:`write_atomic`. On any exception
+    (including KeyboardInterrupt) nothing is written, or the temporary file is removed, and the
     previous content of ``path``, if any, is untouched; a failed write raises
     :class:`WriteFailed` (one line: the path and the system's reason).
     """
@@ -271,13 +274,15 @@ def atomic_h5(path: str | Path) -> Iterator[h5py.File]:
 
 
 def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: ``path.tmp`` (a leftover of a killed process is
-    replaced), synced, renamed with :func:`os.replace`. A failure raises :class:`WriteFailed`
-    (one line: the path and the system's reason) and leaves ``path`` as it was and no
-    ``path.tmp``."""
+    """Write ``data`` to ``path`` atomically: a temporary file unique to this writer
+    (:func:`temporary_name`), synced, renamed with :func:`os.replace`. Temporary files of the
+    same path left by killed processes of this machine are removed first
+    (:func:`remove_stale_temporaries`). A failure raises :class:`WriteFailed` (one line: the
+    path and the system's reason) and leaves ``path`` as it was and no temporary file."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(temporary_name(path.name))
     try:
+        remove_stale_temporaries(path)
         _write_replace(data, tmp, path)
     except OSError as err:
         reason = err.strerror or _one_line(err)
@@ -285,13 +290,45 @@ def write_atomic(path: str | Path, data: bytes) -> None:
         raise WriteFailed(f"cannot write {_short(path)!r}: {reason}; {kept}") from None
 
 
+def temporary_name(name: str) -> str:
+    """``name.<pid>.<random>.tmp``: the temporary name a writer of ``name`` uses."""
+    return f"{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+_TEMPORARY = re.compile(r"\.(\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # another user's process, or no such pid
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of ``path`` whose writer is no longer running on this
+    machine (and the ``name.tmp`` of older versions); those of live writers are kept."""
+    folder = path.parent if str(path.parent) else Path(".")
+    prefix = path.name + "."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(prefix):
+                continue
+            rest = entry.name[len(path.name):]
+            match = _TEMPORARY.fullmatch(rest)
+            if rest == ".tmp" or (match and not _alive(int(match.group(1)))):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    os.unlink(entry.path)
+
+
 def _write_replace(image: bytes, tmp: Path, path: Path) -> None:
     """Write ``image`` to ``tmp``, sync it, rename it to ``path`` and sync the folder; on
     any failure (or interrupt) remove ``tmp`` and re-raise."""
     try:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-            tmp.unlink()  # a leftover of a killed process, even a read-only one
-        with open(tmp, "wb") as out:
+        with open(tmp, "xb") as out:
             out.write(image)
             out.flush()
             os.fsync(out.fileno())

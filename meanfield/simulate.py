@@ -291,11 +291,12 @@ class _Run:
 
 
 def _train(run: _Run, should_stop: Callable[[], bool] | None,
-           on_step: Callable[[int], None] | None) -> None:
+           on_step: Callable[[int], None] | None, checkpoint_seconds: float | None) -> None:
     """The training loop: stop requested? -> checkpoint due? -> batch -> velocity -> t_sat ->
     record -> step."""
     config = run.config
     st, K, first = run.state, len(run.times) - 1, run.state.n
+    saved = time.monotonic()
     for n in range(first, K + 1):
         st.n = n
         if should_stop is not None and should_stop():
@@ -303,8 +304,11 @@ def _train(run: _Run, should_stop: Callable[[], bool] | None,
                 run.save()
             raise SimulationInterrupted(n, run.checkpoint)
         every = config.checkpoint_every
-        if run.checkpoint is not None and every and n > first and n % every == 0:
+        due = (every and n % every == 0) or (
+            checkpoint_seconds is not None and time.monotonic() - saved >= checkpoint_seconds)
+        if run.checkpoint is not None and n > first and due:
             run.save()
+            saved = time.monotonic()
         velocity = run.velocity(run.batch())
         evaluated = velocity(st.a, st.W, *run.k1)
         train_now = None
@@ -334,6 +338,7 @@ def simulate(
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[int], None] | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> SimulationResult:
     """Run the simulation of ``config`` and return its records.
 
@@ -348,6 +353,9 @@ def simulate(
             (if ``checkpoint``) and :class:`SimulationInterrupted` is raised.
         on_step: ``on_step(n)`` after step ``n`` (the state at ``t_n``) is complete, e.g. to
             draw a progress bar.
+        checkpoint_seconds: also checkpoint at the first step boundary after this many
+            seconds of wall time since the last checkpoint (or the start); like
+            ``checkpoint_every``, it does not change the results.
 
     Returns:
         A :class:`meanfield.files.simulation.SimulationResult`; write it with
@@ -364,7 +372,7 @@ def simulate(
     # overflow is caught by _check_bounded as a one-line error, not left to warnings
     with np.errstate(over="ignore", invalid="ignore"):
         try:
-            _train(run, should_stop, on_step)
+            _train(run, should_stop, on_step, checkpoint_seconds)
         except np.linalg.LinAlgError:  # a Heun predictor beyond the range of the dtype
             raise _diverged(config, run.state.n, run.times[run.state.n],
                             "the predictor left the range of the dtype") from None

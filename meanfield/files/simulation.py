@@ -210,3 +210,36 @@ def read_simulation(path: str | Path) -> SimulationResult:
             test_t_sat=f["test_t_sat"][()], test_x_par=f["test_x_par"][()],
             init_moments=moments, attrs=attrs, source=str(path),
         )
+
+
+@dataclass
+class SimulationRecords:
+    """The time series of a simulation file without its node- and example-level arrays
+    (what a sweep merges): ``series`` holds every :data:`SERIES` variable on ``t``."""
+
+    config: Config
+    t: np.ndarray
+    series: dict[str, np.ndarray]
+    elapsed_seconds: float
+    git_revision: str
+
+
+def read_records(path: str | Path) -> SimulationRecords:
+    """The :class:`SimulationRecords` of the simulation file ``path``
+    (:class:`meanfield.io.NotMeanfieldFile`, one line, when it is not a complete one)."""
+    with reading(path, KIND) as f:
+        return SimulationRecords(
+            config=from_json(read_config_json(f)), t=f["t"][()],
+            series={name: f[name][()] for name in SERIES},
+            elapsed_seconds=float(f.attrs["elapsed_seconds"]),
+            git_revision=str(_attr(f.attrs["git_revision"])))
+
+
+def stored_run_hash(path: str | Path) -> str:
+    """The run hash (:func:`meanfield.config.run_hash`) of the configuration stored in the
+    simulation file ``path``; :class:`meanfield.io.NotMeanfieldFile` (one line) when the file
+    is missing, foreign, truncated or not a simulation file."""
+    from meanfield.config import run_hash
+
+    with reading(path, KIND) as f:
+        return run_hash(from_json(read_config_json(f)))
