@@ -162,6 +162,17 @@ def _valid_checkpoint(ckpt: Path, config: Config) -> bool:
     return True
 
 
+class _QuietComputeFailures(logging.Filter):
+    """Drops the worker's multi-line "Compute Failed" report of a point's exception: the sweep
+    reports each failed point itself, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Compute Failed")
+
+
+_QUIET = _QuietComputeFailures()
+
+
 def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
               stop_event: str | None = None) -> dict[str, Any]:
     """The task of one point: run the simulation of ``config_json`` (resuming from its
@@ -175,6 +186,7 @@ def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
     from meanfield.simulate import SimulationInterrupted, simulate
     from meanfield.step import set_threads
 
+    logging.getLogger("distributed.worker").addFilter(_QUIET)  # once: filters are a set
     with _POINT_LOCK:
         started = time.perf_counter()
         config = from_json(config_json)
