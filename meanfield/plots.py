@@ -179,3 +179,191 @@ def draw_errors(compare_path: str | Path) -> Figure:
         ax.set_ylabel(name)
         ax.legend(fontsize=8)
     return fig
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def study_figure(study_path: str | Path, out: str | Path) -> Path:
+    """The figure of a study (``meanfield sweep --study NAME``) drawn from its ``study.h5``
+    only (:func:`draw_study`), written to ``out`` (png or pdf), tagged with the study's
+    inputs hash."""
+    with open_meanfield(study_path, "study") as f:
+        identity = str(text_attr(f, "inputs_hash", ""))
+    return save_figure(draw_study(study_path), out, identity)
+
+
+def draw_study(study_path: str | Path) -> Figure:
+    """The figure of a study file: ``finite-m``: E(M) for both theories, log-log, with the
+    fitted lines and the reference slopes -1/2 and -1; ``finite-n``: (a) de against R for
+    every N with the binned mean, the fitted parabola -k R^2 and the expected band
+    0.03 <= k <= 0.12, (b) training error against t per N, simulation and theory;
+    ``alpha``: (a) gamma* against alpha (log-log; every run, mean and spread over seeds, the
+    theory, both asymptotes, kappa and alpha_M marked), (b) W_distance* against alpha with the
+    theory, (c) sign_flip_fraction* against alpha (measured only)."""
+    from meanfield.files.study import read_study
+
+    study = read_study(study_path)
+    draw = {"finite-m": _draw_finite_m, "finite-n": _draw_finite_n, "alpha": _draw_alpha}
+    if study.name not in draw:
+        raise ValueError(f"{str(study_path)!r}: no figure for study {study.name!r}")
+    fig = draw[study.name](study)
+    mode = "quick" if study.quick else "full"
+    fig.suptitle(f"study {study.name} ({mode}): {study.n_points_used} of "
+                 f"{study.n_points_total} points, verdict {study.verdict}", fontsize=11)
+    return fig
+
+
+def _fit(study, name: str) -> float:
+    value = study.fits.get(name, float("nan"))
+    return float("nan") if value is None else float(value)
+
+
+def _draw_finite_m(study) -> Figure:
+    fig = Figure(figsize=(6.5, 5), constrained_layout=True)
+    ax = fig.subplots()
+    Ms = study["M"].astype(float)
+    run_M = study["run_M"].astype(float)
+    for key, label, color, ref in (("population", "population theory", "C0", -0.5),
+                                   ("sample", "sample-moment theory", "C3", -1.0)):
+        E = study[f"E_{key}"]
+        delta = np.abs(study[f"delta_{key}"])
+        ok = np.isfinite(delta) & (delta > 0)
+        ax.plot(run_M[ok], delta[ok], ".", color=color, alpha=0.3, ms=4)
+        good = np.isfinite(E) & (E > 0)
+        ax.plot(Ms[good], E[good], "o", color=color, label=f"E(M), {label}")
+        b, a = _fit(study, f"b_{key}"), _fit(study, f"a_{key}")
+        if np.isfinite(b) and np.isfinite(a) and good.any():
+            grid = np.geomspace(Ms[good].min(), Ms[good].max(), 50)
+            se = _fit(study, f"se_{key}")
+            ax.plot(grid, np.exp(a) * grid**b, "-", color=color, lw=1,
+                    label=f"fit: b = {b:.3f} +/- {se:.3f}")
+            centre = float(np.exp(np.mean(np.log(grid))))
+            anchor = float(np.exp(a)) * centre**b
+            ax.plot(grid, anchor * (grid / centre) ** ref, ":", color=color, lw=1.2,
+                    label=f"reference slope {ref:g}")
+    ax.set(xscale="log", yscale="log", xlabel="width M",
+           ylabel="E(M) = rms over seeds of delta (dots: |delta| per run)",
+           title="finite-width scaling of the gamma error")
+    if not (_positive(study["E_population"]) or _positive(study["E_sample"])):
+        _no_data(ax, (Ms.min() / 1.5, Ms.max() * 1.5) if Ms.size else (10, 1e4), (1e-4, 1))
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _no_data(ax, xlim: tuple[float, float], ylim: tuple[float, float]) -> None:
+    """Limits for a log-log panel with nothing positive to draw, and a note saying so."""
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.text(0.5, 0.5, "no measured value yet", transform=ax.transAxes, ha="center",
+            va="center", color="gray")
+
+
+def _positive(values) -> bool:
+    v = np.asarray(values, dtype=float)
+    return bool(np.any(np.isfinite(v) & (v > 0)))
+
+
+def _colours(values) -> dict:
+    return {v: f"C{k % 10}" for k, v in enumerate(values)}
+
+
+def _draw_finite_n(study) -> Figure:
+    fig = Figure(figsize=(11, 4.8), constrained_layout=True)
+    ax_r, ax_t = fig.subplots(1, 2)
+    Ns = study["N"]
+    colour = _colours(Ns.tolist())
+    R, de, sN = study["R"], study["de"], study["sample_N"]
+    for N in Ns.tolist():
+        mine = sN == N
+        ax_r.plot(R[mine], de[mine], ".", ms=3, alpha=0.6, color=colour[N], label=f"N = {N}")
+    top = max(2.0, min(float(np.nanmax(R)) if R.size else 2.0, 3.0))
+    grid = np.linspace(0, top, 100)
+    ax_r.fill_between(grid, -0.03 * grid**2, -0.12 * grid**2, color="gray", alpha=0.2,
+                      label="expected: de = -k R^2, 0.03 <= k <= 0.12")
+    k = _fit(study, "k")
+    if np.isfinite(k):
+        ax_r.plot(grid, -k * grid**2, "-", color="k", lw=1.2, label=f"fit: k = {k:.3f}")
+    centres, means = study["R_bin"], study["bin_mean_de"]
+    ok = np.isfinite(means)
+    ax_r.plot(centres[ok], means[ok], "s", color="k", mfc="none", ms=5, label="binned mean")
+    ax_r.axhline(-0.1, color="gray", ls="--", lw=0.8)
+    R10 = _fit(study, "R_10")
+    if np.isfinite(R10):
+        ax_r.axvline(R10, color="C3", ls=":", lw=1, label=f"R_10 = {R10:.2f}")
+    ax_r.axvspan(1.0, 1.5, color="C3", alpha=0.07)
+    ax_r.set(xlim=(0, top), ylim=(-0.5, 0.15), xlabel="R (theory's validity indicator)",
+             ylabel="de = err_sim / err_th - 1", title="(a) breakdown of the infinite-N theory")
+    ax_r.legend(fontsize=7)
+
+    t, sim, th, run_N = (study["t"], study["train_error_sim"], study["train_error_theory"],
+                         study["run_N"])
+    seen = set()
+    for i, N in enumerate(run_N.tolist()):
+        pos = np.isfinite(t[i]) & (t[i] > 0)
+        ax_t.plot(t[i][pos], sim[i][pos], "-", color=colour.get(N, "k"), lw=1, alpha=0.8,
+                  label=None if N in seen else f"N = {N}")
+        ax_t.plot(t[i][pos], th[i][pos], "--", color=colour.get(N, "k"), lw=0.8)
+        seen.add(N)
+    ax_t.set(xscale="log", yscale="log", xlabel="t", ylabel="training error",
+             title="(b) simulation (-) and theory on the run's schedule (--)")
+    if not _positive(sim[:, 1:]):
+        _no_data(ax_t, (1, 1e3), (1e-3, 1.5))
+    if ax_t.get_legend_handles_labels()[0]:
+        ax_t.legend(fontsize=7)
+    return fig
+
+
+def _draw_alpha(study) -> Figure:
+    fig = Figure(figsize=(14, 4.6), constrained_layout=True)
+    ax_g, ax_w, ax_s = fig.subplots(1, 3)
+    alphas, run_alpha, grid = study["alpha"], study["run_alpha"], study["alpha_grid"]
+    kap, aM = _fit(study, "kappa"), _fit(study, "alpha_M")
+    g = study["gamma_star_mean"]
+    ax_g.plot(run_alpha, study["gamma_star"], ".", color="C0", alpha=0.4, ms=4,
+              label="every run")
+    ok = np.isfinite(g)
+    spread = np.vstack([g - study["gamma_star_min"], study["gamma_star_max"] - g])
+    ax_g.errorbar(alphas[ok], g[ok], yerr=spread[:, ok], fmt="o", color="C0", ms=5,
+                  capsize=3, label="mean (bars: range over seeds)")
+    ax_g.plot(grid, study["gamma_theory_curve"], "-", color="k", lw=1.2,
+              label="theory (1/2) asinh(kappa/alpha)")
+    ax_g.plot(grid, study["gamma_lazy_curve"], "--", color="C2", lw=1,
+              label="lazy kappa/(2 alpha)")
+    rich = study["gamma_rich_curve"]
+    pos = rich > 0
+    ax_g.plot(grid[pos], rich[pos], "-.", color="C1", lw=1,
+              label="rich (1/2) ln(2 kappa/alpha)")
+    for ax in (ax_g, ax_w, ax_s):
+        if np.isfinite(kap):
+            ax.axvline(kap, color="gray", ls=":", lw=1)
+        if np.isfinite(aM):
+            ax.axvline(aM, color="C3", ls="--", lw=0.8)
+    if np.isfinite(kap):
+        ax_g.text(kap, 0.02, f" kappa = {kap:.3g}", transform=ax_g.get_xaxis_transform(),
+                  fontsize=7)
+    if np.isfinite(aM):
+        ax_g.text(aM, 0.1, f" alpha_M = {aM:.3g}", transform=ax_g.get_xaxis_transform(),
+                  fontsize=7, color="C3")
+    finite = study["gamma_theory_curve"][np.isfinite(study["gamma_theory_curve"])]
+    if finite.size:
+        ax_g.set_ylim(finite.min() / 2, finite.max() * 2)
+    ax_g.set(xscale="log", yscale="log", xlabel="alpha (beta = 1/alpha^2)",
+             ylabel="gamma* (training error 0.5)", title="(a) gamma*: rich to lazy")
+    ax_g.legend(fontsize=7)
+    for ax, key, label in ((ax_w, "W_distance", "W_distance* = |W - W0|_F / |W0|_F"),
+                           (ax_s, "sign_flip_fraction", "sign_flip_fraction*")):
+        mean, std = study[f"{key}_star_mean"], study[f"{key}_star_std"]
+        ok = np.isfinite(mean)
+        ax.plot(run_alpha, study[f"{key}_star"], ".", color="C0", alpha=0.4, ms=4)
+        ax.errorbar(alphas[ok], mean[ok], yerr=np.nan_to_num(std[ok]), fmt="o", color="C0",
+                    ms=5, capsize=3, label="mean +/- std over seeds")
+        if f"{key}_theory_curve" in study:
+            ax.plot(grid, study[f"{key}_theory_curve"], "-", color="k", lw=1.2,
+                    label="theory")
+        ax.set(xscale="log", yscale="log", xlabel="alpha", ylabel=label,
+               title=f"({'b' if key == 'W_distance' else 'c'}) {label.split(' =')[0]}")
+        if not _positive(mean) and f"{key}_theory_curve" not in study:
+            _no_data(ax, (grid.min(), grid.max()) if grid.size else (0.01, 100), (1e-4, 1))
+        ax.legend(fontsize=7)
+    return fig
