@@ -178,7 +178,8 @@ def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
     """The task of one point: run the simulation of ``config_json`` (resuming from its
     checkpoint) and write ``points_dir/<hash>.h5``.
 
-    Returns ``{"hash", "status", "seconds", "numba_cache_misses", "error"}`` with status
+    Returns ``{"hash", "status", "started" (Unix time), "seconds", "numba_cache_misses",
+    "error"}`` with status
     ``ran``, ``resumed``, ``skipped`` (the file was already complete) or ``interrupted`` (the
     stop event was set; the state is checkpointed). Exceptions propagate (Dask retries them).
     """
@@ -188,14 +189,14 @@ def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
 
     logging.getLogger("distributed.worker").addFilter(_QUIET)  # once: filters are a set
     with _POINT_LOCK:
-        started = time.perf_counter()
+        started, began = time.perf_counter(), time.time()
         config = from_json(config_json)
         digest = run_hash(config)
         final = Path(points_dir) / f"{digest}.h5"
         ckpt = checkpoint_of(final)
 
         def outcome(status: str, misses: int | None = None) -> dict[str, Any]:
-            return {"hash": digest, "status": status,
+            return {"hash": digest, "status": status, "started": began,
                     "seconds": time.perf_counter() - started,
                     "numba_cache_misses": misses, "error": None}
 
@@ -274,7 +275,8 @@ def probe_outdir(outdir: str, name: str, content: str) -> str | None:
 
 @dataclass
 class RunRecord:
-    """What happened to one point (an entry of ``runs`` in ``--json``)."""
+    """What happened to one point (an entry of ``runs`` in ``--json``); ``started``: when its
+    task began (Unix time; ``None`` when it did not run)."""
 
     run: int
     hash: str
@@ -284,11 +286,13 @@ class RunRecord:
     seconds: float | None = None
     numba_cache_misses: int | None = None
     error: str | None = None
+    started: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"run": self.run, "hash": self.hash, "values": self.values,
                 "config": self.config, "status": self.status, "seconds": self.seconds,
-                "numba_cache_misses": self.numba_cache_misses, "error": self.error}
+                "numba_cache_misses": self.numba_cache_misses, "error": self.error,
+                "started": self.started}
 
 
 @dataclass
@@ -717,7 +721,8 @@ class RecordState:
         p = self.point
         return RunRecord(p.run, p.hash, p.values, json.loads(p.config.to_json()),
                          self.status, self.outcome.get("seconds"),
-                         self.outcome.get("numba_cache_misses"), self.outcome.get("error"))
+                         self.outcome.get("numba_cache_misses"), self.outcome.get("error"),
+                         self.outcome.get("started"))
 
 
 def _execute(client: Any, todo: list[Point], records: dict[int, RecordState],
@@ -737,7 +742,7 @@ def _execute(client: Any, todo: list[Point], records: dict[int, RecordState],
                                checkpoint_seconds, event_name, key=f"point-{p.hash}-{token}",
                                pure=False, retries=retries)
         futures[future] = p
-    pending = as_completed(list(futures))
+    pending = as_completed(list(futures), loop=client.loop)
     last_merge, merged_count, done_count = time.monotonic(), 0, 0
     stop_at: float | None = None
     counts = {"resumed": 0, "failed": 0}
