@@ -208,10 +208,10 @@ def _load(spec_path: str | None, study: str | None, quick: bool) -> Any:
 
 def _check_local_memory(spec: Any) -> None:
     """Refuse a sweep whose largest point does not fit in this machine's memory."""
-    from meanfield.memory import check_memory
+    from meanfield.memory import check_estimate
+    from meanfield.sweep import largest_estimate
 
-    largest = max(spec.points(), key=lambda p: p.config.M * (p.config.N + p.config.d))
-    check_memory(largest.config, "simulate")
+    check_estimate(largest_estimate([p.config for p in spec.points()]))
 
 
 def _print_dry_run(runs: list[Any], as_json: bool) -> None:

@@ -431,14 +431,23 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def largest_estimate(configs: list[Config]) -> Any:
+    """The largest :func:`meanfield.memory.estimate` of ``meanfield simulate`` over
+    ``configs`` (computed once per config less its seed, which changes no size)."""
+    from dataclasses import replace
+
+    from meanfield.memory import estimate
+
+    distinct = {replace(c, seed=0) for c in configs}
+    return max((estimate(c, "simulate") for c in distinct), key=lambda e: e.total)
+
+
 def default_workers(configs: list[Config]) -> int:
     """min(usable cores // threads per point, points to run, floor(0.8 x total memory /
     estimated peak memory of the largest point)), at least 1."""
-    from meanfield.memory import estimate
-
     threads = max(c.threads for c in configs)
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    peak = max(estimate(c, "simulate").total for c in configs)
+    peak = largest_estimate(configs).total
     return max(1, min(usable_cores() // threads, len(configs), math.floor(0.8 * total / peak)))
 
 
@@ -645,6 +654,7 @@ def run(
         raise SweepError(f"-o {str(outdir)!r} is an existing file, not a folder")
     points = spec.points()
     records = {p.run: RecordState(p) for p in points}
+    # every point is done only where OUTDIR exists: then its lock is taken first
     lock = outdir_lock(outdir, write_pid=False) if outdir.is_dir() else None
     with contextlib.ExitStack() as stack:
         mark = stack.enter_context(lock) if lock is not None else None
@@ -658,7 +668,8 @@ def run(
                     records[p.run].damaged = True
                 todo.append(p)
         if not todo:
-            merged, warnings = merge(spec, outdir) if mark is not None else (None, [])
+            _write_spec(outdir, spec)
+            merged, warnings = merge(spec, outdir)
             for line in warnings:
                 warn(line)
             return SweepResult(str(outdir), str(merged) if merged else None, "none", 0, None,

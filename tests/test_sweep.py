@@ -486,3 +486,47 @@ with contextlib.suppress(ImportError):
             if result.exit_code == 2:
                 assert len(result.output.strip().splitlines()) == 1, (text, result.output)
             assert sorted(os.listdir(folder)) == ["s.toml"]
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_the_probe_names_a_folder_the_worker_cannot_see(tmp_path):
+    (tmp_path / ".probe-x").write_text("abc")
+    assert engine.probe_outdir(str(tmp_path), ".probe-x", "abc") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".probe-x"]
+    assert engine.probe_outdir(str(tmp_path / "elsewhere"), ".probe-x", "abc")
+    assert engine.probe_outdir(str(tmp_path), ".probe-x", "other") == \
+        "the probe file has other content"
+
+
+def test_default_workers_follow_cores_threads_points_and_memory():
+    one = parse_spec({"base": {"M": 10, "N": 100, "d": 5}}).points()
+    many = parse_spec({"sweep": {"seeds": 64}, "base": {"M": 10, "N": 100, "d": 5}}).points()
+    cores = engine.usable_cores()
+    assert engine.default_workers([p.config for p in one]) == 1
+    assert engine.default_workers([p.config for p in many]) == cores
+    wide = parse_spec({"sweep": {"seeds": 64},
+                       "base": {"M": 10, "N": 100, "d": 5, "threads": cores}}).points()
+    assert engine.default_workers([p.config for p in wide]) == 1
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    from meanfield.memory import estimate
+
+    big = parse_spec({"sweep": {"seeds": 64}, "base": {"M": 40, "N": 10**7, "d": 100,
+                                                        "n_test": 0}}).points()
+    peak = estimate(big[0].config, "simulate").total
+    assert engine.default_workers([p.config for p in big]) == max(
+        1, min(cores, int(0.8 * total // peak)))
+
+
+def test_a_merge_of_points_from_two_revisions_warns(client, tmp_path):
+    spec = parse_spec(TINY)
+    out = tmp_path / "out"
+    engine.run(spec, out, client=client)
+    with h5py.File(out / "points" / f"{spec.points()[0].hash}.h5", "r+") as f:
+        f.attrs["git_revision"] = "0123456789abcdef"
+    path, warnings = engine.merge(spec, out, force=True)  # same points: only forced
+    assert len(warnings) == 1 and "2 git revisions" in warnings[0]
+    ds = xr.open_dataset(path, engine="h5netcdf")
+    assert ds["git_revision"].values[0] == "0123456789abcdef"
+    assert len(set(ds["git_revision"].values[1:])) == 1

@@ -5,6 +5,10 @@
 - :mod:`meanfield.files.theory`: ``meanfield theory`` files
   (:class:`~meanfield.files.theory.TheoryResult`);
 - :mod:`meanfield.files.comparison`: ``meanfield compare`` files;
+- :mod:`meanfield.files.linear`: ``meanfield linear`` files;
+- :mod:`meanfield.files.crossover`: ``meanfield crossover`` files;
+- :mod:`meanfield.files.sweep`: the merged file of ``meanfield sweep`` (``sweep.nc``);
+- :mod:`meanfield.files.study`: the ``study.h5`` of ``meanfield sweep --study``;
 - :mod:`meanfield.files.checkpoint`: the simulator's checkpoints;
 - :mod:`meanfield.files.outputs`: what an existing output holds, so that no command overwrites
   a result by accident.
