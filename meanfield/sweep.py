@@ -390,25 +390,28 @@ def _write_spec(outdir: Path, spec: SweepSpec) -> None:
     write_atomic(path, text.encode())
 
 
-def merge(spec: SweepSpec, outdir: Path, force: bool = False) -> tuple[Path, list[str]]:
+def merge(spec: SweepSpec, outdir: Path, force: bool = False,
+          cache: dict[str, Any] | None = None) -> tuple[Path, list[str]]:
     """Write ``OUTDIR/sweep.nc`` from the complete point files, unless it already holds
     this spec with the same complete points (and not ``force``). Returns the path and
-    warnings (mixed git revisions, unreadable point files)."""
+    warnings (mixed git revisions, unreadable point files). ``cache`` (run hash -> records)
+    keeps the records read by earlier merges of the same sweep, so that each file is read
+    once."""
     from meanfield.files.simulation import read_records
     from meanfield.files.sweep import MergedPoint, merged_state, sweep_hash, write_sweep
 
     path = outdir / MERGED
     text = spec.to_toml()
+    cache = {} if cache is None else cache
     points, warnings = [], []
     for p in spec.points():
         final = point_path(outdir, p.hash)
-        records = None
-        if is_done(final, p.hash):
+        if p.hash not in cache and is_done(final, p.hash):
             try:
-                records = read_records(final)
+                cache[p.hash] = read_records(final)
             except Exception as err:  # reported; the point stays incomplete
                 warnings.append(f"point {p.run} ({final.name}) cannot be merged: {err}")
-        points.append(MergedPoint(p.hash, p.values, records))
+        points.append(MergedPoint(p.hash, p.values, cache.get(p.hash)))
     complete = tuple(p.hash for p in points if p.records is not None)
     revisions = sorted({p.records.git_revision for p in points if p.records is not None})
     if len(revisions) > 1:
@@ -628,7 +631,8 @@ def run(
         progress: draw a progress bar on stderr.
         should_stop: polled while points run; when true, no point is started any more,
             running points checkpoint and stop (waiting at most :data:`STOP_WAIT_SECONDS`)
-            and the result has ``interrupted = True``.
+            and the result has ``interrupted = True`` (points that did not finish keep the
+            status ``todo``).
         on_warning: called with each one-line warning (default: ignored).
 
     Returns:
@@ -706,12 +710,13 @@ def run(
         n_workers = len(client.scheduler_info()["workers"])
         tpw = {w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()}
         warmup = _warm_up(client, configs)
-        interrupted = _execute(client, todo, records, points_dir, spec, outdir,
+        cache: dict[str, Any] = {}
+        interrupted = _execute(client, todo, records, points_dir, spec, outdir, cache,
                                retries=retries, checkpoint_seconds=checkpoint_seconds,
                                progress=_Progress(len(points), len(points) - len(todo),
                                                   progress),
                                should_stop=should_stop, n_workers=n_workers)
-        merged, warnings = merge(spec, outdir)
+        merged, warnings = merge(spec, outdir, cache=cache)
         for line in warnings:
             warn(line)
         return SweepResult(str(outdir), str(merged), engine, n_workers,
@@ -737,7 +742,8 @@ class RecordState:
 
 
 def _execute(client: Any, todo: list[Point], records: dict[int, RecordState],
-             points_dir: Path, spec: SweepSpec, outdir: Path, *, retries: int,
+             points_dir: Path, spec: SweepSpec, outdir: Path, cache: dict[str, Any], *,
+             retries: int,
              checkpoint_seconds: float, progress: _Progress,
              should_stop: Callable[[], bool] | None, n_workers: int) -> bool:
     """Submit the points, collect their outcomes as they finish (merging at most once a
@@ -754,7 +760,7 @@ def _execute(client: Any, todo: list[Point], records: dict[int, RecordState],
                                pure=False, retries=retries)
         futures[future] = p
     pending = as_completed(list(futures), loop=client.loop)
-    last_merge, merged_count, done_count = time.monotonic(), 0, 0
+    last_merge, merged_count, done_count, finished = time.monotonic(), 0, 0, 0
     stop_at: float | None = None
     counts = {"resumed": 0, "failed": 0}
     try:
@@ -777,15 +783,15 @@ def _execute(client: Any, todo: list[Point], records: dict[int, RecordState],
                     error = future.exception()
                     state.outcome = {"error": _error_line(error)}
                     state.status = "failed"
+                finished += 1
                 done_count += state.status in ("ran", "resumed", "skipped")
                 counts["resumed"] += state.status == "resumed"
                 counts["failed"] += state.status == "failed"
-                running = min(n_workers, len(futures) - sum(
-                    records[p.run].status != "todo" for p in futures.values()))
-                progress.update(running, counts["resumed"], counts["failed"])
+                progress.update(min(n_workers, len(futures) - finished), counts["resumed"],
+                                counts["failed"])
             if (done_count > merged_count
                     and time.monotonic() - last_merge >= MERGE_INTERVAL_SECONDS):
-                merge(spec, outdir)
+                merge(spec, outdir, cache=cache)
                 last_merge, merged_count = time.monotonic(), done_count
     finally:
         progress.close()
