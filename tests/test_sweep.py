@@ -358,6 +358,12 @@ def test_ctrl_c_checkpoints_running_points_and_exits_130(tmp_path):
             points.is_dir() and (tmp_path / "slow" / "sweep.toml").exists()):
         time.sleep(0.02)
     time.sleep(1.5)
+    import psutil
+
+    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    listening = {c.laddr.ip for p in family for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening and listening <= {"127.0.0.1"}, listening  # nothing but loopback
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     if proc.returncode == 0:
