@@ -179,9 +179,10 @@ def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
     checkpoint) and write ``points_dir/<hash>.h5``.
 
     Returns ``{"hash", "status", "started" (Unix time), "seconds", "numba_cache_misses",
-    "error"}`` with status
-    ``ran``, ``resumed``, ``skipped`` (the file was already complete) or ``interrupted`` (the
-    stop event was set; the state is checkpointed). Exceptions propagate (Dask retries them).
+    "error"}`` with status ``ran``, ``resumed``, ``skipped`` (the file was already complete),
+    ``interrupted`` (the stop event was set; the state is checkpointed) or ``failed`` (the
+    configuration itself fails, e.g. the simulation diverges: a retry would fail alike;
+    ``error`` says why in one line). Other exceptions (I/O) propagate: Dask retries them.
     """
     from meanfield.files.simulation import write_simulation
     from meanfield.simulate import SimulationInterrupted, simulate
@@ -195,10 +196,11 @@ def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
         final = Path(points_dir) / f"{digest}.h5"
         ckpt = checkpoint_of(final)
 
-        def outcome(status: str, misses: int | None = None) -> dict[str, Any]:
+        def outcome(status: str, misses: int | None = None, error: str | None = None
+                    ) -> dict[str, Any]:
             return {"hash": digest, "status": status, "started": began,
                     "seconds": time.perf_counter() - started,
-                    "numba_cache_misses": misses, "error": None}
+                    "numba_cache_misses": misses, "error": error}
 
         if is_done(final, digest):
             ckpt.unlink(missing_ok=True)
@@ -214,6 +216,9 @@ def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
                               checkpoint_seconds=checkpoint_seconds)
         except SimulationInterrupted:
             return outcome("interrupted", numba_cache_misses() - before)
+        except ConfigError as err:  # determined by the config: not retried
+            return outcome("failed", numba_cache_misses() - before,
+                           f"{type(err).__name__}: {' '.join(str(err).split())}")
         write_simulation(result, final)
         ckpt.unlink(missing_ok=True)
         return outcome("resumed" if resume else "ran", numba_cache_misses() - before)
