@@ -17,6 +17,10 @@ import click
 from cli.common import BadInput, reports_bad_input
 
 STUDIES = ("finite-m", "finite-n", "alpha")
+MAX_WORKERS = 4096
+"""The most local worker processes --workers may ask for."""
+MAX_SECONDS = 86400.0
+"""The longest --connect-timeout and --checkpoint-seconds (a day)."""
 _SCHEDULER = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})")
 
 
@@ -51,8 +55,9 @@ def _graceful_stop() -> Iterator[list[bool]]:
 
 
 def _positive(value: float, option: str) -> float:
-    if not (math.isfinite(value) and value > 0):
-        raise BadInput(f"{option} must be a positive number of seconds, got {value!r}")
+    if not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise BadInput(f"{option} must be a positive number of seconds, at most "
+                       f"{MAX_SECONDS:g}, got {value!r}")
     return value
 
 
@@ -95,7 +100,7 @@ def _check_options(spec_path: str | None, study: str | None, quick: bool, output
 @click.option("--quick", is_flag=True, help="the study's quick version (a few minutes).")
 @click.option("-o", "--output", type=click.Path(),
               help="OUTDIR [default: the spec's stem, or study-NAME[-quick]].")
-@click.option("--workers", type=click.IntRange(min=1),
+@click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS),
               help="local worker processes [default: cores / threads per point, capped by "
                    "memory and by the points to run].")
 @click.option("--scheduler", help="run on a running Dask cluster: tcp://HOST:PORT or "

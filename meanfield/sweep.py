@@ -694,7 +694,8 @@ def run(
                                                        connect_timeout))
             engine, own = client.scheduler.address, False
         else:
-            k = workers if workers is not None else default_workers(configs)
+            # never more workers than points to run
+            k = min(workers, len(todo)) if workers is not None else default_workers(configs)
             client = stack.enter_context(local_client(k, threads, dashboard))
             engine, own = "local", True
         points_dir = outdir / POINTS

@@ -51,6 +51,8 @@ COMMANDS = sorted(main.list_commands(click.Context(main)))
 #: a tiny problem, for the options that the example does not fuzz
 TINY = {"M": "4", "N": "20", "d": "3", "t_max": "2", "n_test": "5", "n_times": "5",
         "steps": "5", "alphas": "1", "n_probe": "3", "tau_max": "0.5"}
+#: a sweep file of two tiny points (``SPEC`` in an argv)
+TINY_SPEC = "[sweep]\nseeds = 2\n[base]\nM = 4\nN = 20\nd = 3\nt_max = 2.0\nn_test = 5\n"
 #: integer options that set the amount of work: drawn small, or extreme
 SIZES = {"M", "N", "d", "n_test", "n_times", "batch", "record_nodes", "threads",
          "checkpoint_every", "n", "steps", "seeds", "widths", "n_probe"}
@@ -269,6 +271,9 @@ def invocations(draw, command: str, fast: bool = True):
             argv.append("SIM")
         elif command == "compare" and arg.name == "theory" and draw(st.integers(0, 3)):
             argv.append("THEORY")
+        elif command == "sweep" and arg.name == "spec_path" and draw(st.integers(0, 2)):
+            # a tiny valid sweep (seldom: each run starts a cluster) or hostile TOML
+            argv.append("SPEC" if draw(st.integers(0, 5)) == 0 else "CONFIG")
         else:
             argv.append(draw(_strategy(command, arg)))
     fuzzed = {p.name for p in chosen}
@@ -283,7 +288,9 @@ def invocations(draw, command: str, fast: bool = True):
         argv += ["-o", "out.h5"]
     if command == "compare" and "output" not in fuzzed and draw(st.booleans()):
         argv += ["-o", "out.h5"]
-    config_text = draw(toml_files()) if "config_path" in fuzzed else ""
+    if command == "sweep" and "--study" in argv:
+        argv.append("--dry-run")  # a study's sweep takes minutes to hours
+    config_text = draw(toml_files()) if "config_path" in fuzzed or "CONFIG" in argv else ""
     return argv, config_text
 
 
@@ -339,7 +346,15 @@ def _check_output_file(path: Path) -> None:
                                                     f"non-finite value"
     {"simulation": read_simulation, "theory": read_theory,
      "comparison": read_comparison, "linear": read_linear,
-     "crossover": read_crossover}[kind](path)
+     "crossover": read_crossover, "sweep": _read_with_xarray,
+     "study": _read_with_xarray}[kind](path)
+
+
+def _read_with_xarray(path: Path) -> None:
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        ds.load()
 
 
 #: the attributes that say why a variable holds NaN or inf
@@ -382,6 +397,8 @@ def run_one(command: str, argv: list[str], config_text: str, inputs: Path, base:
     if "CONFIG" in argv:
         # lone surrogates are written as the invalid UTF-8 they stand for
         (folder / "CONFIG").write_bytes(config_text.encode("utf-8", "surrogatepass"))
+    if "SPEC" in argv:
+        (folder / "SPEC").write_text(TINY_SPEC)
     before = _tree(folder)
     shown = f"meanfield {' '.join(repr(a) for a in argv)}" + (
         f" with CONFIG = {config_text!r}" if "CONFIG" in argv else "")

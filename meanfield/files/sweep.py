@@ -121,12 +121,13 @@ def write_sweep(path: str | Path, points: Sequence[MergedPoint], swept: Sequence
                     data[row, np.searchsorted(t, p.records.t)] = p.records.series[var]
             write_variable(f, var, data, ["run", "t"], {
                 "units": units, "long_name": long_name, "coordinates": shown,
-                "missing": "NaN where the point has no record at t or is not complete"})
+                "non_finite": "NaN where the point has no record at t or is not complete, "
+                              "or where its own file holds NaN (see its non_finite)"})
         elapsed = np.asarray([np.nan if p.records is None else p.records.elapsed_seconds
                               for p in points])
         write_variable(f, "elapsed_seconds", elapsed, ["run"], {
-            "units": "s", "long_name": "wall time of the point's run (NaN: not complete)",
-            "coordinates": shown})
+            "units": "s", "long_name": "wall time of the point's run",
+            "non_finite": "NaN where the point is not complete", "coordinates": shown})
         _variable(f, "git_revision", np.asarray(
             ["" if p.records is None else p.records.git_revision for p in points],
             dtype=object), ["run"], {
