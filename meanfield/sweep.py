@@ -34,6 +34,7 @@ import secrets
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -471,7 +472,9 @@ def local_client(workers: int, threads: int, dashboard: bool) -> Iterator[Any]:
     environ = {name: str(threads) for name in THREAD_VARIABLES}
     environ["OMP_WAIT_POLICY"] = "PASSIVE"
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
-                          "distributed.worker.daemon": True}):
+                          "distributed.worker.daemon": True}), warnings.catch_warnings():
+        # another cluster holds the default HTTP port: this one takes a free one, quietly
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                host="127.0.0.1",
                                dashboard_address="127.0.0.1:8787" if dashboard else None,
