@@ -50,6 +50,7 @@ DATA_LAWS = ("gaussian", "sphere")
 LOSSES = ("hinge", "squared", "logistic")
 INTEGRATORS = ("euler", "heun")
 DTYPES = ("float32", "float64")
+DEVICES = ("cpu", "cuda")
 INITS = ("iid", "symmetric")
 
 ROLES = ("physics", "numerics", "recording")
@@ -414,6 +415,11 @@ class Config:
     threads: int = _field(
         0, help="number of worker threads",
         role="numerics", range=Interval(0, note="0 = all cores", cap=MAX_THREADS), commands=_SIM)
+    device: str = _field(
+        "cpu", help="where the step runs: cpu (Numba and BLAS) or cuda (one GPU through CuPy, "
+        "pip install 'meanfield[gpu]'; dense step, same seeds and data); part of the run hash, "
+        "since the rounding differs",
+        role="numerics", range=OneOf(DEVICES), commands=_SIM, later=True)
     n_times: int = _field(
         100, help="number of log-spaced record times in [t_first, t_max], plus t = 0",
         role="recording", range=Interval(2, cap=MAX_RECORDS), commands=_BOTH)
@@ -495,10 +501,11 @@ these agree)."""
 RUN_HASH_EXCLUDED = tuple(name for name, meta in _META.items() if not meta["hashed"])
 """Fields that do not change a run's numbers; :func:`run_hash` resets them to their defaults."""
 LATER_FIELDS = tuple(name for name, meta in _META.items() if meta["later"])
-"""Fields added after the first release (``init``). Each enters the canonical JSON, the TOML and
-hence every hash only when it differs from its default, so the results of every configuration
-that existed before it keep their names and identities (a field's default must therefore be
-the behaviour from before it existed); JSON and TOML without it read back as the default."""
+"""Fields added after the first release (``init``, ``device``). Each enters the canonical JSON,
+the TOML and hence every hash only when it differs from its default, so the results of every
+configuration that existed before it keep their names and identities (a field's default must
+therefore be the behaviour from before it existed); JSON and TOML without it read back as the
+default."""
 
 
 def run_hash(config: Config) -> str:

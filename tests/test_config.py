@@ -71,7 +71,7 @@ def test_toml_file_then_overrides(tmp_path):
 ALL_FIELDS = (
     "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "init", "activation", "loss", "data",
     "label_noise", "margin", "n_test", "online", "batch", "dt", "growth", "t_max",
-    "integrator", "dtype", "seed", "threads", "n_times", "times", "record_nodes",
+    "integrator", "dtype", "seed", "threads", "device", "n_times", "times", "record_nodes",
     "checkpoint_every", "x_par",
 )
 
@@ -80,7 +80,7 @@ def test_derived_groups_equal_the_former_hand_lists():
     assert options_for("simulate") == (
         "M", "N", "d", "h", "alpha", "beta", "sa", "sw", "init", "activation", "loss", "data",
         "label_noise", "margin", "n_test", "online", "batch", "dt", "growth", "t_max",
-        "integrator", "dtype", "seed", "threads", "n_times", "times", "record_nodes",
+        "integrator", "dtype", "seed", "threads", "device", "n_times", "times", "record_nodes",
         "checkpoint_every",
     )
     assert options_for("theory") == (
@@ -148,6 +148,7 @@ BOUNDARIES = [
     ({}, "t_max", 1e-9, 0.0, "t_max must be > 0, got 0.0"),
     ({}, "integrator", "heun", "rk4", "integrator must be one of euler, heun; got 'rk4'"),
     ({}, "dtype", "float32", "float16", "dtype must be one of float32, float64; got 'float16'"),
+    ({}, "device", "cpu", "gpu", "device must be one of cpu, cuda; got 'gpu'"),
     ({}, "seed", 0, -1, "seed must be >= 0, got -1"),
     ({}, "threads", 0, -1, "threads must be >= 0 (0 = all cores), got -1"),
     ({}, "n_times", 2, 1, "n_times must be >= 2, got 1"),
@@ -342,7 +343,7 @@ def test_a_later_field_at_its_default_keeps_the_earlier_json_and_hashes(override
 def test_later_fields_are_declared_and_default_to_the_earlier_behaviour():
     from meanfield.config import LATER_FIELDS
 
-    assert LATER_FIELDS == ("init",)
+    assert LATER_FIELDS == ("init", "device")
     assert Config().init == "iid"
     assert "init" in options_for("simulate") and "init" not in options_for("theory")
     assert "init" not in THEORY_FIELDS and "init" not in RUN_HASH_EXCLUDED
