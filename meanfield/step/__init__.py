@@ -32,9 +32,12 @@ Modules: :mod:`~meanfield.step.params` (:class:`StepParams`, the activation and 
 :mod:`~meanfield.step.reference` (plain NumPy), :mod:`~meanfield.step.rows` (the Numba row
 passes), :mod:`~meanfield.step.engine` (the blocked BLAS loop, :func:`dense_velocity`),
 :mod:`~meanfield.step.certificate` (exact forward skipping), :mod:`~meanfield.step.stepper`
-(:class:`FullBatchStepper`), :mod:`~meanfield.step.threads`.
+(:class:`FullBatchStepper`), :mod:`~meanfield.step.threads`, :mod:`~meanfield.step.array_api`
+(the dense step on any NumPy-compatible namespace: CuPy for ``device = "cuda"``, NumPy in the
+tests; :class:`ArrayStep`, :class:`ArrayStepper`).
 """
 
+from meanfield.step.array_api import ArrayStep, ArrayStepper
 from meanfield.step.engine import DEFAULT_BLOCK, SMALL_WORK, dense_velocity, row_period
 from meanfield.step.params import ACTIVATIONS, LOSSES, StepParams
 from meanfield.step.reference import numpy_outputs, numpy_velocity
@@ -46,6 +49,8 @@ __all__ = [
     "DEFAULT_BLOCK",
     "LOSSES",
     "SMALL_WORK",
+    "ArrayStep",
+    "ArrayStepper",
     "FullBatchStepper",
     "StepParams",
     "dense_velocity",
