@@ -108,6 +108,15 @@ def check_memory(config: Config, command: str, max_memory: str | None) -> None:
                         None if max_memory is None else memory.parse_size(max_memory))
 
 
+def check_device(config: Config) -> None:
+    """Refuse (exit 2, one line saying whether CuPy or the GPU is missing) ``device = cuda``
+    where it cannot run, before anything is written."""
+    if config.device == "cuda":
+        from meanfield.step.array_api import cuda_namespace
+
+        cuda_namespace()
+
+
 def resolve_config(config_path: str | None, **options: Any) -> Config:
     """Defaults <- TOML file <- command-line options, validated."""
     return from_sources(config_path, **options)

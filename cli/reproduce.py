@@ -8,6 +8,7 @@ import click
 
 from cli.common import (
     BadInput,
+    check_device,
     check_memory,
     memory_option,
     overwrite_option,
@@ -23,11 +24,14 @@ from cli.common import (
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="output folder [default: ./reproduce-FIGURE or ./reproduce-FIGURE-quick]")
 @click.option("--json", "as_json", is_flag=True, help="print the comparison report as JSON")
+@click.option("--device", "device", type=str, default=None,
+              help="where pb-fig1's simulation runs: cpu or cuda (one GPU through CuPy) "
+                   "[default: cpu]")
 @overwrite_option
 @memory_option
 @reports_bad_input
 def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrite: bool,
-              max_memory: str | None) -> None:
+              max_memory: str | None, device: str | None = None) -> None:
     """Derive, compute the theory, simulate, compare and draw FIGURE (pb-fig1: Fig. 1 of
     Pellegrini & Biroli 2020, M = 400, N = 10^5, d = 100; --quick: M = 200, N = 2 10^4,
     d = 50 on a geometric step schedule), or run and check a linear regime (lee-width: the
@@ -51,13 +55,17 @@ def reproduce(figure: str, quick: bool, out: str | None, as_json: bool, overwrit
                                                    + ("-quick" if quick else ""))
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"--out {str(folder)!r} exists and is not a folder")
+    if device not in (None, "cpu") and figure in (*LINEAR_TARGETS, *CROSSOVER_TARGETS):
+        raise BadInput(f"--device {device}: only pb-fig1 runs on the simulator; {figure} runs "
+                       "on the CPU")
     if figure in LINEAR_TARGETS:
         _linear(figure, quick, folder, as_json, overwrite, max_memory)
         return
     if figure in CROSSOVER_TARGETS:
         _crossover(figure, quick, folder, as_json, overwrite, max_memory)
         return
-    config = figure_config(figure, quick)
+    config = figure_config(figure, quick, device=device)
+    check_device(config)
     check_memory(config, "reproduce", max_memory)
     click.echo(f"reproducing {figure} ({'quick' if quick else 'full size'}: M={config.M}, "
                f"N={config.N}, d={config.d}, t_max={config.t_max:g}) into {folder}/", err=True)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from cli.common import (
+    check_device,
     check_memory,
     config_options,
     memory_option,
@@ -82,6 +83,7 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
     from meanfield.simulate import simulate as run
 
     config = resolve_config(config_path, **options)
+    check_device(config)
     out = check_writable(output)
     if existing_result(out, "simulation", run_hash(config), overwrite, config):
         click.echo(f"{out} already holds this run (same configuration); left untouched",
@@ -117,7 +119,7 @@ def _summary(result: SimulationResult, output: Path) -> None:
     """Four lines: where the file went, the run, the final state, the errors and work."""
     config, s, a = result.config, result.series, result.attrs
     mode = ("online" if config.online else f"mini-batch {config.batch}" if config.batch
-            else "full batch")
+            else "full batch") + (" on cuda" if config.device == "cuda" else "")
     evaluated = a["evaluated_total"] / a["dense_evaluations_total"]
     click.echo(f"simulation written to {output}")
     click.echo(f"  M={config.M} N={config.N} d={config.d} {config.activation}/{config.loss}, "

@@ -146,17 +146,19 @@ def _simulate_parts(c: Config) -> dict[str, int]:
     nodes = c.record_nodes or M
     b = min(_BLOCK, N) + _PERIOD_PAD
     Md = M * d
-    skip = _skips(c)
+    skip = _skips(c) and c.device == "cpu"
     heun = c.integrator == "heun"
+    gpu = c.device == "cuda"   # the step, its buffers and the certificate live on the GPU
     # a mini-batch or online batch (examples per step)
     n_b = (c.batch or N) if c.online else c.batch
     parts = {
         "training set": N * (d * s + s + 2 * _F64),
         "held-out set": T * (d * s + s + 2 * _F64),
-        "weights": (Md + M) * s * (4 + 2 + (2 if heun else 0) + (2 if skip else 0)),
-        "engine buffers": (b * M * s * (2 + _activation_buffers(c.activation))
-                           + 2 * b * d * s + 3 * Md * s + 4 * M * _F64),
-        "certificate": N * _F64 * (7 + (5 + 2 * _MAX_DIRS if skip else 0)),
+        "weights": (Md + M) * s * (4 if gpu else
+                                   4 + 2 + (2 if heun else 0) + (2 if skip else 0)),
+        "engine buffers": 0 if gpu else (b * M * s * (2 + _activation_buffers(c.activation))
+                                         + 2 * b * d * s + 3 * Md * s + 4 * M * _F64),
+        "certificate": 0 if gpu else N * _F64 * (7 + (5 + 2 * _MAX_DIRS if skip else 0)),
         "satisfaction times": (N + T) * (_F64 + 2) + N,
         "records": R * (nodes * 3 + _N_SERIES) * _F64,
         "schedule": (steps + 1) * 40,
@@ -168,8 +170,8 @@ def _simulate_parts(c: Config) -> dict[str, int]:
         parts["batches"] = 2 * n_b * (d * s + s + 2 * _F64) + (0 if c.online else N * _F64)
     # the held-out set's engine at a record (a fresh one: block buffers and M x d arrays)
     b_test = min(_BLOCK, max(T, 1)) + _PERIOD_PAD
-    test_engine = (b_test * (M * s * (2 + _activation_buffers(c.activation)) + 2 * d * s)
-                   + 3 * Md * s)
+    test_engine = 0 if gpu else (b_test * (M * s * (2 + _activation_buffers(c.activation))
+                                           + 2 * d * s) + 3 * Md * s)
     transients = {
         # advance: ~14 float64 per example and N x k, the examples at risk copied (all, at
         # worst) with float64 blocks, the motions of W in float64
@@ -182,7 +184,7 @@ def _simulate_parts(c: Config) -> dict[str, int]:
                        if c.checkpoint_every else 0),
         "drawing the data": 2 * _DRAW_BLOCK * d * _F64 + 2 * max(N, T) * _F64 + Md * _F64,
         # the certificate's |x| (einsum in float64) casts a float32 training set whole
-        "certificate setup": N * d * _F64 if s == 4 else 0,
+        "certificate setup": N * d * _F64 if s == 4 and not gpu else 0,
     }
     name, size = max(transients.items(), key=lambda kv: kv[1])
     parts[f"largest transient ({name})"] = size
@@ -358,12 +360,73 @@ def crossover_estimate(config: Config, n_alphas: int, settings: Any) -> Estimate
     return Estimate("crossover", parts)
 
 
+def gpu_estimate(config: Config) -> Estimate:
+    """The peak GPU memory of ``simulate`` with ``device = "cuda"`` (bytes, itemised; ``s`` the
+    itemsize, ``B = min(largest set, BLOCK_ELEMENTS // M)`` the rows of a block):
+
+    - the training set moved once (``N (d + 1) s``), its satisfied mask and first-time flags,
+      and the transients of marking first times (two masks, a scan and the indices of
+      ``cupy.nonzero``: ``18 N`` bytes); the held-out inputs ``n_test d s``;
+    - the weights and the loop's ``M x d`` buffers (weights, velocity, the recorder's
+      scratch, ``W / sqrt d``, the accumulators; Heun: predictor and second velocity), and
+      the float64 products of the homogeneous ``v_a``;
+    - one block of pre-activations ``B M s`` and about ten float64 vectors of ``B`` (outputs,
+      loss, ``g``, masks);
+    - a mini-batch gathered there, or online examples moved there (the next one while the
+      last is referenced);
+    - :data:`meanfield.step.array_api.GPU_RESERVE` for cuBLAS, the kernels and the pool.
+    """
+    from meanfield.step.array_api import BLOCK_ELEMENTS, GPU_RESERVE
+
+    c = config
+    s = 4 if c.dtype == "float32" else 8
+    N, d, M, T = c.N, c.d, c.M, c.n_test
+    n_b = (c.batch or N) if c.online else c.batch
+    B = max(1, min(max(N, T, n_b), BLOCK_ELEMENTS // M))
+    Md = M * d
+    buffers = 2 + 2 + 2 + 1 + 2 + (4 if c.integrator == "heun" else 0)
+    parts = {
+        "training set": N * (d * s + s) + N * 18,
+        "held-out set": T * d * s,
+        "weights and buffers": (Md + M) * s * buffers + 2 * Md * _F64,
+        "pre-activations": B * M * s + 10 * B * _F64,
+        "batches": 2 * n_b * (d * s + s + _F64) if n_b else 0,
+        "reserve": GPU_RESERVE,
+    }
+    return Estimate("simulate on the GPU", parts)
+
+
+def check_gpu_memory(config: Config, free: int | None = None) -> Estimate:
+    """The :func:`gpu_estimate` of ``config``, or :class:`ConfigError` (one line) when it does
+    not fit the GPU's free memory (``free``, bytes; by default asked of CuPy, which must be
+    there: see :func:`meanfield.step.array_api.cuda_namespace`)."""
+    est = gpu_estimate(config)
+    if free is None:
+        from meanfield.step.array_api import cuda_namespace, device_name, free_memory
+
+        xp = cuda_namespace()
+        free, name = free_memory(xp), device_name(xp)
+    else:
+        name = "the GPU"
+    if est.total <= free:
+        return est
+    parts = ", ".join(f"{k} {format_size(v)}" for k, v in est.largest())
+    raise ConfigError(f"needs about {format_size(est.total)} of GPU memory (largest parts: "
+                      f"{parts}), {format_size(free)} free on {name}; use smaller N/M/d or "
+                      "dtype float32")
+
+
 def check_memory(config: Config, command: str, max_memory: int | None = None) -> Estimate:
     """The :func:`estimate` of ``command``, or :class:`ConfigError` (one line) when it does not
     fit: above ``max_memory`` (bytes of the whole process at its peak) or, without it, above
     the available memory plus what this process already holds of the baseline (the
-    interpreter and libraries are loaded when this runs)."""
-    return check_estimate(estimate(config, command), max_memory)
+    interpreter and libraries are loaded when this runs). A simulation on the GPU
+    (``device = "cuda"``, ``simulate`` or ``reproduce``) must also fit the GPU's free memory
+    (:func:`check_gpu_memory`; ``max_memory`` bounds the host's)."""
+    est = check_estimate(estimate(config, command), max_memory)
+    if config.device == "cuda" and command in ("simulate", "reproduce"):
+        check_gpu_memory(config)
+    return est
 
 
 def check_estimate(est: Estimate, max_memory: int | None = None,

@@ -29,6 +29,15 @@ record times (as is ``test_t_sat`` always). Examples never satisfied get ``t_sat
 Checkpoints (:mod:`meanfield.files.checkpoint`): the full state at the top of a step, written
 atomically every ``checkpoint_every`` steps and when a stop is requested; a run resumed from one
 ends with bitwise the numbers of an uninterrupted run (same machine, same thread count).
+
+Device (``device = "cuda"``): the step is :class:`meanfield.step.array_api.ArrayStepper` on
+CuPy (dense, no skipping). The data are drawn on the CPU as always and moved once (the
+training and held-out sets; a mini-batch is gathered on the device by its host-drawn indices;
+online examples are moved as they are drawn), so a CPU and a GPU run of a seed start from the
+same arrays. The weights, velocities and integrator buffers live on the device; the state is
+copied to the host (``RunState``) for every record, checkpoint and the result, so records,
+checkpoints, resume and files are those of a CPU run. The same path runs on NumPy when
+:func:`simulate` is given ``array_namespace=numpy`` (the tests compare it with the Numba engine).
 """
 
 from __future__ import annotations
@@ -94,12 +103,19 @@ def _diverged(config: Config, n: int, t: float, why: str) -> SimulationDiverged:
 def _check_bounded(config: Config, n: int, t: float, a: np.ndarray, W: np.ndarray) -> None:
     """Raise :class:`SimulationDiverged` unless every weight after step ``n`` is a finite
     number below ``sqrt(max) / (M + d)`` of the dtype (beyond it the products of the step and
-    of the skipping certificate would overflow)."""
+    of the skipping certificate would overflow). ``a``, ``W``: NumPy or device arrays."""
     limit = math.sqrt(float(np.finfo(a.dtype).max)) / (config.M + config.d)
-    if np.abs(a).max() <= limit and np.abs(W).max() <= limit:  # False for NaN
+    if abs(a).max() <= limit and abs(W).max() <= limit:  # False for NaN
         return
     raise _diverged(config, n, t, f"the weights left the range of {config.dtype} "
                                   f"(|w| > {limit:.3g})")
+
+
+def _empty_like(x: Any) -> Any:
+    """An uninitialised array like ``x`` in its own namespace (NumPy or a device's)."""
+    from meanfield.step.array_api import namespace_of
+
+    return namespace_of(x).empty_like(x)
 
 
 class FirstTimes:
@@ -116,13 +132,35 @@ class FirstTimes:
         self.seen[new] = True
 
 
+class DeviceFirstTimes(FirstTimes):
+    """:class:`FirstTimes` of a set whose satisfied mask lives on a device (namespace ``xp``):
+    the flags are kept there too, and only the indices of newly satisfied examples come back
+    to the host."""
+
+    def __init__(self, t_sat: np.ndarray, xp: Any) -> None:
+        super().__init__(t_sat)
+        self.xp = xp
+        self.seen_device = xp.array(self.seen)
+
+    def mark(self, satisfied: Any, t: float) -> None:
+        from meanfield.step.array_api import to_host
+
+        new = self.xp.nonzero(satisfied & ~self.seen_device)[0]
+        if new.shape[0]:
+            self.seen_device[new] = True
+            idx = to_host(new)
+            self.t_sat[idx] = t
+            self.seen[idx] = True
+
+
 class Recorder:
     """Writes the measurements of the state at a record time into ``state.series`` and
     ``state.nodes`` (row ``state.rec``), and the first satisfaction times of the held-out set
     (and of the training set when it is not driven in full batch)."""
 
     def __init__(self, config: Config, state: RunState, stepper: Any, train: FirstTimes,
-                 test_set: _data.Dataset, slope_x: np.ndarray) -> None:
+                 test_set: _data.Dataset, slope_x: np.ndarray, weights: tuple[Any, Any] | None
+                 = None, test_X: Any = None) -> None:
         self.config = config
         self.state = state
         self.stepper = stepper
@@ -131,13 +169,19 @@ class Recorder:
         self.test_set = test_set
         self.slope_x = slope_x
         self.n_node = config.record_nodes or config.M
-        self.scratch = (np.empty_like(state.a), np.empty_like(state.W))
+        # the weights the stepper computes with (the state's own, or their device copies),
+        # and the held-out inputs it reads (on the device with it)
+        self.weights = (state.a, state.W) if weights is None else weights
+        self.test_X = test_set.X if test_X is None else test_X
+        a, W = self.weights
+        self.scratch = (np.empty_like(a), np.empty_like(W)) if weights is None else (
+            _empty_like(a), _empty_like(W))
 
     def _training_set(self, t: float) -> tuple[float, float]:
         """(loss, unsatisfied fraction) of the training set by one dense pass."""
-        loss, _ = self.stepper.velocity(self.state.a, self.state.W, *self.scratch)
+        loss, _ = self.stepper.velocity(*self.weights, *self.scratch)
         self.train.mark(self.stepper.satisfied, t)
-        return loss, 1.0 - self.stepper.satisfied.mean()
+        return loss, 1.0 - float(self.stepper.satisfied.mean())
 
     def record(self, n: int, t: float, train: tuple[float, float] | None,
                evaluated: int) -> None:
@@ -147,14 +191,14 @@ class Recorder:
         a, W, r, s = st.a, st.W, st.rec, st.series
         s["loss"][r], s["train_error"][r] = train or self._training_set(t)
         if c.n_test > 0:
-            f_test = self.stepper.outputs(a, W, self.test_set.X)
+            f_test = self.stepper.outputs(*self.weights, self.test_X)
             self.test.mark(self.test_set.y.astype(np.float64) * f_test >= c.h, t)
             s["test_error"][r] = obs.unsatisfied_fraction(f_test, self.test_set.y, c.h)
             s["test_misclassification"][r] = obs.misclassified_fraction(f_test,
                                                                         self.test_set.y)
             s["S"][r] = obs.output_slope(f_test, self.slope_x)
         else:
-            s["S"][r] = obs.output_slope(self.stepper.outputs(a, W), self.slope_x)
+            s["S"][r] = obs.output_slope(self.stepper.outputs(*self.weights), self.slope_x)
         s["step"][r] = n
         s["gamma"][r] = obs.gamma_from_nodes(a, W[:, 0], st.a0, st.W0[:, 0])
         s["invariant_drift"][r] = obs.invariant_drift(a, W, st.a0, st.W0)
@@ -187,7 +231,8 @@ def _fresh_state(config: Config, rng: np.random.Generator, n_rec: int) -> RunSta
 class _Run:
     """The pieces of one run: data, state, stepper, batches, integrator, recorder."""
 
-    def __init__(self, config: Config, checkpoint: Path | None, resume: bool) -> None:
+    def __init__(self, config: Config, checkpoint: Path | None, resume: bool,
+                 xp: Any = None) -> None:
         from meanfield.step import FullBatchStepper, StepParams
 
         try:
@@ -198,6 +243,12 @@ class _Run:
         if resume and checkpoint is None:
             raise ConfigError("resume needs a checkpoint file")
         check_steps(config)
+        if xp is None and config.device == "cuda":  # CuPy and a GPU, or a one-line error
+            from meanfield.step.array_api import cuda_namespace
+
+            xp = cuda_namespace()
+        self.xp = xp
+        """The array namespace of the array-API step, or ``None`` (the Numba engine)."""
         self.config, self.checkpoint = config, checkpoint
         self.times, self.record = schedule(config)
         self.rngs = _data.streams(config.seed)
@@ -209,6 +260,10 @@ class _Run:
         for name, value in self.state.rng_states.items():
             self.rngs[name].bit_generator.state = value
         self.full_batch = config.batch == 0 and not config.online
+        slope_x = test.x_par if config.n_test > 0 else self.train.x_par
+        if xp is not None:
+            self._on_device(test, slope_x)
+            return
         # the training-set stepper: drives the flow in full batch, otherwise only measures;
         # the teacher e_1 is a direction W moves along: it tightens the skipping bound
         self.stepper = FullBatchStepper(self.train.X, self.train.y, self.params,
@@ -217,13 +272,42 @@ class _Run:
         if self.state.stepper_state is not None:
             self.stepper.set_state(self.state.stepper_state)
         self.sat = FirstTimes(self.state.t_sat)
-        self.recorder = Recorder(config, self.state, self.stepper, self.sat, test,
-                                 test.x_par if config.n_test > 0 else self.train.x_par)
+        self.recorder = Recorder(config, self.state, self.stepper, self.sat, test, slope_x)
+        # the weights the loop advances: the state's own arrays on the CPU
+        self.a, self.W = self.state.a, self.state.W
         self.integrator = INTEGRATORS[config.integrator](self.state.a, self.state.W)
         self.k1 = (np.empty_like(self.state.a), np.empty_like(self.state.W))
 
+    def _on_device(self, test: _data.Dataset, slope_x: np.ndarray) -> None:
+        """The pieces of a run on the array-API step: the training and held-out inputs moved
+        once, the weights and every buffer of the loop on the device."""
+        from meanfield.step.array_api import ArrayStepper
+
+        xp, config = self.xp, self.config
+        self.stepper = ArrayStepper(self.train.X, self.train.y, self.params, xp)
+        # the host keeps what the records and the file need, not the inputs
+        self.train = _data.Dataset(self.train.X[:0], self.train.y, self.train.x_par)
+        test_X = self.stepper.to_device(test.X) if config.n_test > 0 else None
+        test = _data.Dataset(test.X[:0], test.y, test.x_par)
+        self.sat = DeviceFirstTimes(self.state.t_sat, xp)
+        self.a, self.W = self.stepper.to_device(self.state.a), self.stepper.to_device(self.state.W)
+        self.recorder = Recorder(config, self.state, self.stepper, self.sat, test, slope_x,
+                                 weights=(self.a, self.W), test_X=test_X)
+        self.integrator = INTEGRATORS[config.integrator](self.a, self.W)
+        self.k1 = (xp.empty_like(self.a), xp.empty_like(self.W))
+
+    def to_host(self) -> None:
+        """Copy the weights the loop advances into the state (a no-op on the CPU, where they
+        are the state's own arrays)."""
+        if self.a is not self.state.a:
+            from meanfield.step.array_api import to_host
+
+            self.state.a[...] = to_host(self.a)
+            self.state.W[...] = to_host(self.W)
+
     def save(self) -> None:
         """Checkpoint the state at the top of step ``state.n``."""
+        self.to_host()
         self.state.rng_states = {k: self.rngs[k].bit_generator.state
                                  for k in ("batch", "online")}
         self.state.stepper_state = self.stepper.get_state() if self.full_batch else None
@@ -231,13 +315,23 @@ class _Run:
 
     def batch(self) -> _data.Dataset | None:
         """This step's examples: ``None`` (the whole training set), a mini-batch, or fresh
-        online examples."""
+        online examples (on the device: a mini-batch gathered there by its host-drawn
+        indices, online examples moved as drawn)."""
         c = self.config
         if c.online:
-            return _data.online_examples(c, self.rngs["online"], c.batch or c.N)
+            ex = _data.online_examples(c, self.rngs["online"], c.batch or c.N)
+            if self.xp is None:
+                return ex
+            return _data.Dataset(self.stepper.to_device(ex.X), self.stepper.to_device(ex.y),
+                                 ex.x_par)
         if c.batch:
             idx = _data.batch_indices(self.rngs["batch"], c.N, c.batch)
-            return _data.Dataset(self.train.X[idx], self.train.y[idx], self.train.x_par[idx])
+            if self.xp is None:
+                return _data.Dataset(self.train.X[idx], self.train.y[idx],
+                                     self.train.x_par[idx])
+            rows = self.xp.asarray(idx)
+            return _data.Dataset(self.stepper.X[rows], self.stepper.y[rows],
+                                 self.train.x_par[idx])
         return None
 
     def velocity(self, batch: _data.Dataset | None) -> Callable[..., int]:
@@ -249,6 +343,9 @@ class _Run:
             if batch is None:
                 self.loss, _ = self.stepper.velocity(a, W, out_a, out_W)
                 return self.stepper.n_evaluated
+            if self.xp is not None:
+                self.loss, _ = self.stepper.step.velocity(batch.X, batch.y, a, W, out_a, out_W)
+                return len(batch)
             self.loss, _ = dense_velocity(batch.X, batch.y, a, W, self.params, out_a, out_W)
             return len(batch)
 
@@ -279,6 +376,7 @@ class _Run:
         }
 
     def result(self, started: float) -> SimulationResult:
+        self.to_host()
         st, k = self.state, self.config.record_nodes or self.config.M
         return SimulationResult(
             config=self.config, t=self.times[self.record], series=st.series,
@@ -310,23 +408,24 @@ def _train(run: _Run, should_stop: Callable[[], bool] | None,
             run.save()
             saved = time.monotonic()
         velocity = run.velocity(run.batch())
-        evaluated = velocity(st.a, st.W, *run.k1)
+        evaluated = velocity(run.a, run.W, *run.k1)
         train_now = None
         if run.full_batch:  # the stepper's status is exact at theta_n (until the next call)
             run.sat.mark(run.stepper.satisfied, run.times[n])
-            train_now = (run.loss, 1.0 - run.stepper.satisfied.mean())
+            train_now = (run.loss, 1.0 - float(run.stepper.satisfied.mean()))
         if n < K:
-            evaluated += run.integrator.extra_stages(st.a, st.W, run.k1, run.step_size(n),
+            evaluated += run.integrator.extra_stages(run.a, run.W, run.k1, run.step_size(n),
                                                      velocity)
         st.evaluated_total += evaluated
         st.evaluated_window += evaluated
         st.steps_window += 1
         if st.rec < len(run.record) and run.record[st.rec] == n:
+            run.to_host()
             run.recorder.record(n, run.times[n], train_now, evaluated)
         if n == K:
             break
-        run.integrator.update(st.a, st.W, run.k1, run.step_size(n))
-        _check_bounded(config, n + 1, run.times[n + 1], st.a, st.W)
+        run.integrator.update(run.a, run.W, run.k1, run.step_size(n))
+        _check_bounded(config, n + 1, run.times[n + 1], run.a, run.W)
         if on_step is not None:
             on_step(n + 1)
 
@@ -339,6 +438,7 @@ def simulate(
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[int], None] | None = None,
     checkpoint_seconds: float | None = None,
+    array_namespace: Any = None,
 ) -> SimulationResult:
     """Run the simulation of ``config`` and return its records.
 
@@ -356,6 +456,9 @@ def simulate(
         checkpoint_seconds: also checkpoint at the first step boundary after this many
             seconds of wall time since the last checkpoint (or the start); like
             ``checkpoint_every``, it does not change the results.
+        array_namespace: run the array-API step of ``device = "cuda"`` on this namespace
+            (``numpy``: the GPU's code path on the CPU, for tests); by default CuPy when
+            ``config.device`` is ``cuda``, else the Numba engine.
 
     Returns:
         A :class:`meanfield.files.simulation.SimulationResult`; write it with
@@ -368,7 +471,8 @@ def simulate(
         (5.0, (6,))
     """
     started = time.perf_counter()
-    run = _Run(config, Path(checkpoint) if checkpoint is not None else None, resume)
+    run = _Run(config, Path(checkpoint) if checkpoint is not None else None, resume,
+               array_namespace)
     # overflow is caught by _check_bounded as a one-line error, not left to warnings
     with np.errstate(over="ignore", invalid="ignore"):
         try:
