@@ -349,15 +349,13 @@ def test_sigkill_of_the_whole_sweep_leaves_no_process_and_the_rerun_completes(tm
 
 def test_ctrl_c_checkpoints_running_points_and_exits_130(tmp_path):
     (tmp_path / "slow.toml").write_text(SLOW_TOML)
-    proc = subprocess.Popen([*MEANFIELD, "sweep", "slow.toml", "--no-progress"], cwd=tmp_path,
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([*MEANFIELD, "sweep", "slow.toml", "--no-progress",
+                             "--checkpoint-seconds", "0.3"], cwd=tmp_path, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     points = tmp_path / "slow" / "points"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (
-            points.is_dir() and (tmp_path / "slow" / "sweep.toml").exists()):
-        time.sleep(0.02)
-    time.sleep(1.5)
+    while time.monotonic() < deadline and not list(points.glob("*.ckpt.h5")):
+        time.sleep(0.02)  # the point is running
     import psutil
 
     family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
