@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import fields
@@ -141,3 +142,23 @@ def progress_bar(config: Config, show: bool | None) -> Iterator[Callable[[int], 
         yield on_step
     finally:
         bar.close()
+
+
+@contextlib.contextmanager
+def graceful_stop() -> Iterator[list[bool]]:
+    """The first SIGINT / SIGTERM sets a flag the work polls (a simulation at every step, a
+    sweep while its points run: they checkpoint and stop); a second one interrupts at once
+    (the last checkpoints stay valid)."""
+    flag = [False]
+
+    def handler(signum: int, frame: object) -> None:
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +11,7 @@ from cli.common import (
     check_device,
     check_memory,
     config_options,
+    graceful_stop,
     memory_option,
     overwrite_option,
     progress_bar,
@@ -24,25 +22,6 @@ from meanfield.config import options_for
 
 if TYPE_CHECKING:
     from meanfield.files.simulation import SimulationResult
-
-
-@contextlib.contextmanager
-def _graceful_stop() -> Iterator[list[bool]]:
-    """SIGINT / SIGTERM set a flag the simulation polls at every step (it then checkpoints and
-    stops); a second signal interrupts at once (the last checkpoint stays valid)."""
-    flag = [False]
-
-    def handler(signum: int, frame: object) -> None:
-        if flag[0]:
-            raise KeyboardInterrupt
-        flag[0] = True
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 @click.command()
@@ -97,7 +76,7 @@ def simulate(config_path: str | None, output: str, resume: bool, fresh: bool,
     if resume:
         click.echo(f"resuming from {ckpt}", err=True)
 
-    with _graceful_stop() as stop, progress_bar(config, progress) as on_step:
+    with graceful_stop() as stop, progress_bar(config, progress) as on_step:
         try:
             result = run(config, checkpoint=ckpt, resume=resume, on_step=on_step,
                          should_stop=lambda: stop[0])

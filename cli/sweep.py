@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import re
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cli.common import BadInput, reports_bad_input
+from cli.common import BadInput, graceful_stop, reports_bad_input
 
 STUDIES = ("finite-m", "finite-n", "alpha")
 MAX_WORKERS = 4096
@@ -33,25 +30,6 @@ class OneLineCommand(click.Command):
         except click.UsageError as err:
             err.ctx = None  # no usage text: one line
             raise
-
-
-@contextlib.contextmanager
-def _graceful_stop() -> Iterator[list[bool]]:
-    """The first SIGINT / SIGTERM sets a flag the sweep polls (running points checkpoint and
-    stop); a second one interrupts at once (the last checkpoints stay valid)."""
-    flag = [False]
-
-    def handler(signum: int, frame: object) -> None:
-        if flag[0]:
-            raise KeyboardInterrupt
-        flag[0] = True
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _positive(value: float, option: str) -> float:
@@ -165,7 +143,7 @@ def sweep(spec_path: str | None, study: str | None, quick: bool, output: str | N
     def warn(line: str) -> None:
         click.echo(f"warning: {line}", err=True)
 
-    with _graceful_stop() as stop:
+    with graceful_stop() as stop:
         result = engine.run(spec, outdir, workers=workers, scheduler=scheduler,
                             scheduler_file=scheduler_file, connect_timeout=connect_timeout,
                             retries=retries, checkpoint_seconds=checkpoint_seconds,
