@@ -159,8 +159,8 @@ class Recorder:
     (and of the training set when it is not driven in full batch)."""
 
     def __init__(self, config: Config, state: RunState, stepper: Any, train: FirstTimes,
-                 test_set: _data.Dataset, slope_x: np.ndarray, weights: tuple[Any, Any] | None
-                 = None, test_X: Any = None) -> None:
+                 test_set: _data.Dataset, slope_x: np.ndarray,
+                 weights: tuple[Any, Any] | None = None, test_X: Any = None) -> None:
         self.config = config
         self.state = state
         self.stepper = stepper
