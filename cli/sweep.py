@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cli.common import BadInput, graceful_stop, reports_bad_input
+from cli.common import BadInput, check_device, graceful_stop, reports_bad_input
 
 STUDIES = ("finite-m", "finite-n", "alpha")
 MAX_WORKERS = 4096
@@ -135,6 +135,10 @@ def sweep(spec_path: str | None, study: str | None, quick: bool, output: str | N
         return
     if scheduler is None and scheduler_file is None:
         _check_local_memory(spec)
+        for point in spec.points():  # GPU points on this machine: CuPy and a GPU, or exit 2
+            if point.config.device == "cuda":
+                check_device(point.config)
+                break
     if workers is not None and workers > engine.usable_cores():
         click.echo(f"warning: --workers {workers} exceeds the {engine.usable_cores()} usable "
                    "cores", err=True)

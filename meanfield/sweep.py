@@ -453,7 +453,10 @@ def largest_estimate(configs: list[Config]) -> Any:
 
 def default_workers(configs: list[Config]) -> int:
     """min(usable cores // threads per point, points to run, floor(0.8 x total memory /
-    estimated peak memory of the largest point)), at least 1."""
+    estimated peak memory of the largest point)), at least 1; 1 when a point runs on the GPU
+    (points on one GPU would only queue for it)."""
+    if any(c.device == "cuda" for c in configs):
+        return 1
     threads = max(c.threads for c in configs)
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     peak = largest_estimate(configs).total

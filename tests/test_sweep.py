@@ -426,6 +426,7 @@ BAD_OPTIONS = {
     "unreachable": (["tiny.toml", "--scheduler", "tcp://127.0.0.1:9", "--connect-timeout",
                      "1"], "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
     "no-scheduler-file": (["tiny.toml", "--scheduler-file", "none.json"], "does not exist"),
+    "cuda-without-cupy": (["gpu.toml"], "needs CuPy"),
 }
 
 
@@ -433,6 +434,7 @@ BAD_OPTIONS = {
 def test_a_bad_option_is_refused_in_one_line_and_nothing_is_created(name, tmp_path):
     args, needle = BAD_OPTIONS[name]
     (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    (tmp_path / "gpu.toml").write_text(TINY_TOML.replace("[grid]", 'device = "cuda"\n[grid]'))
     before = tree(tmp_path)
     result = invoke(args, tmp_path)
     assert result.exit_code == 2, result.output
