@@ -53,6 +53,9 @@ MERGE_INTERVAL_SECONDS = 60.0
 """The merged file is rewritten at most this often while points complete."""
 WARMUP_STEPS = 60
 """Steps of a warm-up simulation (enough for the skipping certificate to start skipping)."""
+WARMUP_EXAMPLES = 3073
+"""Examples of a warm-up simulation: one whole forward block of 2048 rows and a partial one
+(:data:`meanfield.step.engine.DEFAULT_BLOCK`), which take different kernels."""
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "MKL_NUM_THREADS")
 STATUSES = ("ran", "resumed", "skipped", "failed")
@@ -118,14 +121,14 @@ def numba_cache_misses() -> int:
     from numba.core.caching import NullCache
     from numba.core.registry import CPUDispatcher
 
-    total = 0
+    kernels = {}  # by identity: a kernel imported into several modules counts once
     for name, module in list(sys.modules.items()):
         if not (name == "meanfield" or name.startswith("meanfield.")) or module is None:
             continue
         for obj in list(vars(module).values()):
             if isinstance(obj, CPUDispatcher) and not isinstance(obj._cache, NullCache):
-                total += sum(obj.stats.cache_misses.values())
-    return total
+                kernels[id(obj)] = obj
+    return sum(sum(k.stats.cache_misses.values()) for k in kernels.values())
 
 
 def _stop_poller(event_name: str | None) -> Callable[[], bool] | None:
@@ -227,14 +230,17 @@ def run_point(config_json: str, points_dir: str, checkpoint_seconds: float,
 
 def warmup_config(config: Config) -> Config:
     """A small run of ``config``'s kind (activation, loss, dtype, integrator, data, full
-    batch / mini-batch / online): few nodes and examples, its first :data:`WARMUP_STEPS`
-    steps, so that every cached kernel a point can call is compiled."""
+    batch / mini-batch / online): few nodes, its first :data:`WARMUP_STEPS` steps, and
+    :data:`WARMUP_EXAMPLES` examples (training, held-out and mini-batch sets alike), so that
+    the forward passes meet both whole and partial blocks and every cached kernel a point
+    can call is compiled."""
     from dataclasses import replace
 
     from meanfield.schedule import schedule
 
-    small = replace(config, M=16, N=512, n_test=min(config.n_test, 128) or 0, times=(),
-                    batch=min(config.batch, 64), record_nodes=0, checkpoint_every=0)
+    n = WARMUP_EXAMPLES
+    small = replace(config, M=16, N=n, n_test=n if config.n_test else 0, times=(),
+                    batch=n if config.batch else 0, record_nodes=0, checkpoint_every=0)
     steps = schedule(replace(small, t_max=config.t_max))[0]
     return replace(small, t_max=float(steps[min(WARMUP_STEPS, len(steps) - 1)]))
 
