@@ -613,7 +613,7 @@ def _run_alpha(sh: _Shared, cfg: Config, st: CrossoverSettings, taus: np.ndarray
     params = StepParams(activation="relu", loss="hinge", h=cfg.h, alpha=cfg.alpha,
                         dtype=cfg.dtype)
     train, N = sh.train, cfg.N
-    K0n = float(np.linalg.norm(sh.K0))
+    K0n = np.linalg.norm(sh.K0)  # 0 when no probe input reaches a node (tiny M): NaN below
     saved: dict[str, np.ndarray] = {}
     k_rewind = (int(np.flatnonzero(taus == st.rewind_at)[0])
                 if st.rewind_at is not None else -1)
@@ -628,7 +628,8 @@ def _run_alpha(sh: _Shared, cfg: Config, st: CrossoverSettings, taus: np.ndarray
         s["kernel_change_net"][r] = ct.kernel_change(K, sh.K0)
         s["kernel_distance_net"][r] = ct.kernel_distance(K, sh.K0)
         dK = kernel_derivative(a, W, v_a, v_W, sh.probe) * (cfg.beta / rate)
-        s["kernel_velocity_net"][r] = float(np.linalg.norm(dK)) / K0n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s["kernel_velocity_net"][r] = float(np.linalg.norm(dK) / K0n)
         if r == k_rewind:
             saved["a"], saved["W"] = a.copy(), W.copy()
 

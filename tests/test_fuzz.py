@@ -475,6 +475,11 @@ FOUND = [
     pytest.param(["crossover", "--sw", "0.0", "--M", "4", "--N", "20", "--d", "3", "--n-test",
                   "5", "--n-times", "5", "--alphas", "1", "--n-probe", "3", "--tau-max", "0.5",
                   "-o", "out.h5"], id="crossover-sw-0"),
+    # two nodes that no probe input reaches: a zero initial tangent kernel (was a
+    # ZeroDivisionError in the kernel velocity)
+    pytest.param(["crossover", "--M", "2", "--N", "20", "--d", "3", "--n-test", "5",
+                  "--n-times", "5", "--alphas", "1", "--n-probe", "3", "--tau-max", "0.5",
+                  "-o", "out.h5"], id="crossover-M-2-zero-kernel"),
     pytest.param(["theory", "--activation", "erf", "--N", "20", *_TINY_ARGS, "-o", "out.h5"],
                  id="theory-erf-d3-stiff", marks=pytest.mark.slow),
 ]
