@@ -418,11 +418,14 @@ def merge(spec: SweepSpec, outdir: Path, force: bool = False,
     points, warnings = [], []
     for p in spec.points():
         final = point_path(outdir, p.hash)
-        if p.hash not in cache and is_done(final, p.hash):
-            try:
-                cache[p.hash] = read_records(final)
+        if p.hash not in cache and final.is_file():
+            try:  # one read: the records, and the config whose run hash names the point
+                records = read_records(final)
             except Exception as err:  # reported; the point stays incomplete
                 warnings.append(f"point {p.run} ({final.name}) cannot be merged: {err}")
+            else:
+                if run_hash(records.config) == p.hash:
+                    cache[p.hash] = records
         points.append(MergedPoint(p.hash, p.values, cache.get(p.hash)))
     complete = tuple(p.hash for p in points if p.records is not None)
     revisions = sorted({p.records.git_revision for p in points if p.records is not None})
@@ -693,7 +696,7 @@ def run(
             merged, warnings = merge(spec, outdir)
             for line in warnings:
                 warn(line)
-            return SweepResult(str(outdir), str(merged) if merged else None, "none", 0, None,
+            return SweepResult(str(outdir), str(merged), "none", 0, None,
                                [r.record() for r in records.values()],
                                time.perf_counter() - started, None)
 
@@ -720,13 +723,14 @@ def run(
                 warn(line)
         _remove_stale_temporaries(points_dir)
         for p in todo:
-            if records[p.run].damaged and point_path(outdir, p.hash).exists():
-                moved = move_aside(point_path(outdir, p.hash))
-                warn(f"point {p.run}: {point_path(outdir, p.hash).name} was not a complete "
-                     f"simulation file of this point; moved aside to {moved.name}")
+            final = point_path(outdir, p.hash)
+            if records[p.run].damaged and final.exists():
+                moved = move_aside(final)
+                warn(f"point {p.run}: {final.name} was not a complete simulation file of "
+                     f"this point; moved aside to {moved.name}")
         _write_spec(outdir, spec)
-        n_workers = len(client.scheduler_info()["workers"])
-        tpw = {w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()}
+        infos = client.scheduler_info()["workers"].values()
+        n_workers, tpw = len(infos), {w.get("nthreads", 1) for w in infos}
         warmup = _warm_up(client, configs)
         cache: dict[str, Any] = {}
         interrupted = _execute(client, todo, records, points_dir, spec, outdir, cache,
