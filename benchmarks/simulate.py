@@ -1,6 +1,7 @@
 """Speed of the simulator's step (meanfield.step), as ratios measured side by side in one run.
 
     python benchmarks/simulate.py [--quick] [--threads T] [--baseline-steps K] [--full-baselines]
+                                  [--only LETTERS] [--command-threads T] [--repeat R]
 
 Printed:
 
@@ -19,14 +20,33 @@ Printed:
 (f) the examples re-evaluated per step by our certificate against the best any per-step
     certificate could do (one that knows the exact ``|f_{n+1} - f_n|`` of every example);
 (g) peak memory of a stepper at the paper size (tracemalloc: NumPy allocations; and the
-    process's maximum resident set size).
+    process's maximum resident set size);
+(h) the whole command ``meanfield simulate --M 400 --N 20000 --d 100 --dt 0.5 --growth 0.02
+    --t-max 1000 --dtype float32 --threads T -o FILE --no-progress`` (a geometric schedule,
+    237 steps), run as a subprocess (start-up, imports, data, records and the file included;
+    wall time), against the obvious NumPy float64 loop (``numpy_velocity``, explicit Euler) on
+    the same data, the same step schedule (``meanfield.simulate.schedule``) and T BLAS threads,
+    its data drawn before timing; the two alternately, best of ``--repeat`` each; target
+    ours/NumPy <= 0.5x;
+(i) the same for the uniform run ``--dt 1 --t-max 400`` (no growth, 400 steps); target <= 0.3x;
+(j) where the whole command's time goes, for the runs of (h) and (i): import (fresh
+    interpreters: ``import cli.main``, ``meanfield --help``, the modules simulate imports),
+    set-up (config, training and held-out sets, the rest of it), the training loop, recording
+    (``Recorder.record``), the HDF5 write and the rest, each in seconds and as a share of the
+    command; measured in a fresh process running ``simulate`` and ``write_simulation`` with
+    timing wrappers put around those functions (``benchmarks/command.py``; no targets);
+(k) steps, forward evaluations against dense (``evaluated_total`` / ``dense_evaluations_total``)
+    and, where the result reports ``certificate_steps``, the steps that used the skipping
+    certificate, for (h), (i) and (with ``e`` in ``--only``) the paper-size run of (e).
 
-``--quick`` uses N = 2e4 at the reference size, 200 steps, and smaller baselines (about a minute).
+``--quick`` uses N = 2e4 at the reference size, 200 steps, and smaller baselines (about a minute);
+in (h)-(k) N = 4000 and t_max 100 (h) and 40 (i).
 ``--compare-step PATH`` also runs (b), (e) and (f) with another version of the step, side by side
 with ours: an older single-file ``meanfield/kernels.py`` (``git show REV:meanfield/kernels.py >
 FILE``) or a ``meanfield/step`` package folder (``git archive REV meanfield/step | tar -x -C
 DIR``, then ``DIR/meanfield/step``).
-Timings use ``--threads`` threads (default 1, the floor's setting) for BLAS and Numba alike.
+Timings use ``--threads`` threads (default 1, the floor's setting) for BLAS and Numba alike;
+(h)-(k) use ``--command-threads`` (default: the usable cores; the measurements of record use 2).
 On machines where the environment sets ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` (for old
 OpenBLAS builds), unset both for this command only; the BLAS kernel in use is printed.
 """
@@ -48,6 +68,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from command import run_sections, usable_cores
 from timing import best_time
 
 from meanfield.step import (
@@ -136,6 +157,7 @@ def euler(velocity, a, W, steps: int) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 def ours_velocity(stepper):
+    """``velocity(a, W)`` of the stepper; ``velocity.evaluated`` sums its forward passes."""
     va = vW = None
 
     def velocity(a, W):
@@ -143,8 +165,10 @@ def ours_velocity(stepper):
         if va is None:
             va, vW = np.empty_like(a), np.empty_like(W)
         stepper.velocity(a, W, va, vW)
+        velocity.evaluated += stepper.n_evaluated
         return va, vW
 
+    velocity.evaluated = 0
     return velocity
 
 
@@ -248,7 +272,12 @@ def main() -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--opt-n", type=int, default=None,
                     help="N of the certificate-vs-optimum run (f) (default 2e4, quick 5e3)")
-    ap.add_argument("--only", default="abcdefg", help="sections to run, e.g. 'f'")
+    ap.add_argument("--only", default="abcdefghijk", help="sections to run, e.g. 'f'")
+    ap.add_argument("--command-threads", type=int, default=usable_cores(),
+                    help="threads of the command and BLAS threads of its NumPy baseline in "
+                    "(h)-(k) (default: the usable cores)")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="(h), (i): runs of the command and of the NumPy loop (best of)")
     ap.add_argument("--compare-step", "--compare-kernels", dest="compare", default=None,
                     metavar="PATH",
                     help="another version of the step: an older kernels.py file or a step "
@@ -325,6 +354,11 @@ def main() -> None:
         print(f"(e) whole run, {steps} Euler steps with skipping: {t_run:.1f} s = "
               f"{t_run / (steps * floor):.3f}x of {steps} floors (target <= 0.2x); "
               f"final train error {1 - st.satisfied.mean():.4f}")
+        # for (k); certificate_steps only where the stepper reports it
+        e_work = {"run": f"M={M} N={N} d={d} float64, dt=1 to t={steps}", "n_steps": steps,
+                  "evaluated_total": v_ours.evaluated, "dense_evaluations_total": steps * N}
+        if getattr(st, "certificate_steps", None) is not None:
+            e_work["certificate_steps"] = st.certificate_steps
         if other is not None:
             p2 = other.StepParams("relu", "hinge", 1.0, 1.0, "float64")
             for k in (3, steps):  # 3 steps: warm-up (compilation)
@@ -350,9 +384,16 @@ def main() -> None:
                   f"{t_whole / t_run:.1f}x faster (target >= 10x); weights after {n_base} steps "
                   f"differ by {diff:.1e} (relative to the largest)")
 
-    if "f" not in only:
-        return
-    # (f) certificate against the per-step optimum
+    if "f" in only:
+        section_f(args, other, quick, M, d)
+    if only & set("hijk"):
+        run_sections(only, quick, args.command_threads, args.repeat,
+                     e_work if "e" in only else None)
+    sys.stdout.flush()
+
+
+def section_f(args: argparse.Namespace, other, quick: bool, M: int, d: int) -> None:
+    """(f) certificate against the per-step optimum."""
     n_opt, s_opt = (5_000, 200) if quick else (20_000, 2000)
     n_opt = args.opt_n or n_opt
     fr = optimum_fraction(n_opt, M, d, s_opt)
@@ -367,7 +408,6 @@ def main() -> None:
               f"{fr['opt']:.4f} -> ratio {fr['ours'] / fr['opt']:.2f}; satisfied "
               f"re-evaluations ratio "
               f"{(fr['ours'] - fr['unsat']) / max(fr['opt'] - fr['unsat'], 1e-12):.2f}")
-    sys.stdout.flush()
 
 
 THREADS = 1
