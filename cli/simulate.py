@@ -108,4 +108,7 @@ def _summary(result: SimulationResult, output: Path) -> None:
                f"loss={s['loss'][-1]:.4g}")
     click.echo(f"  train_error={s['train_error'][-1]:.4g} test_error={s['test_error'][-1]:.4g} "
                f"test_misclassification={s['test_misclassification'][-1]:.4g}; "
-               f"forward evaluations {evaluated:.3f} of dense")
+               f"forward evaluations {evaluated:.3f} of dense"
+               + (f" (skipping certificate in {a['certificate_steps']} of "
+                  f"{a['dense_evaluations_total'] // config.N} velocity calls)"
+                  if a.get("certificate_steps") else ""))

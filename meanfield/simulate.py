@@ -367,6 +367,9 @@ class _Run:
             **thread_settings(),
             "n_steps": K,
             "evaluated_total": self.state.evaluated_total,
+            # calls of the training-set velocity that ran the skipping certificate
+            "certificate_steps": getattr(self.stepper, "certificate_calls", 0)
+            if self.full_batch else 0,
             # velocity calls: one per stage of every step, plus the final state's measurement
             "dense_evaluations_total": (K * stages + 1) * (c.batch or c.N),
             "t_sat_never": "+inf",

@@ -11,6 +11,7 @@ import pytest
 
 from meanfield.step import FullBatchStepper, StepParams
 from meanfield.step.certificate import perp_norms
+from meanfield.step.policy import SkipPolicy
 
 
 def _euler(stepper, a, W, dt, steps):
@@ -39,7 +40,7 @@ def test_skipping_is_bitwise_equal_to_dense_and_certificates_hold(act, dtype, pr
     X, y, a, W = problem(N, M, d, dtype, seed=5)
     p = StepParams(act, "hinge", h, alpha, dtype)
     skip = FullBatchStepper(X, y, p, threads=2, skip=True, directions=np.eye(d)[0],
-                            block=512)
+                            block=512, adaptive=False)
     dense = FullBatchStepper(X, y, p, threads=2, skip=False, block=512)
     cert = skip.certificate
     X64 = X.astype(np.float64)
@@ -78,14 +79,15 @@ def test_state_round_trip_resumes_bitwise(calls, problem):
     N, M, d = 2000, 20, 6
     X, y, a, W = problem(N, M, d, seed=6)
     p = StepParams("relu", "hinge", 1.0, 2.0, "float64")
-    ref = FullBatchStepper(X, y, p, threads=1, skip=True, block=256)
+    ref = FullBatchStepper(X, y, p, threads=1, skip=True, block=256, adaptive=False)
     a, W, _ = _euler(ref, a, W, 1.0, calls)
     state = {k: (v.copy() if isinstance(v, np.ndarray) else v)
              for k, v in ref.get_state().items()}
     assert set(state) == {"margin", "bound", "dist", "tau", "s2", "phi", "V", "Q", "a_prev",
-                          "W_prev", "W_anchor", "satisfied", "calls", "p", "k"}
+                          "W_prev", "W_anchor", "satisfied", "calls", "p", "k",
+                          *(f"policy_{k}" for k in SkipPolicy._STATE)}
     assert state["calls"] == calls
-    resumed = FullBatchStepper(X, y, p, threads=1, skip=True, block=256)
+    resumed = FullBatchStepper(X, y, p, threads=1, skip=True, block=256, adaptive=False)
     resumed.set_state(state)
     _, _, h_ref = _euler(ref, a.copy(), W.copy(), 1.0, 15)
     _, _, h_res = _euler(resumed, a.copy(), W.copy(), 1.0, 15)

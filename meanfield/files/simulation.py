@@ -94,7 +94,8 @@ class SimulationResult:
     ``[t, node]``; ``t_sat`` ``[example]`` (``+inf``: never satisfied) with ``x_par`` and the
     labels ``y`` (after label noise); ``test_t_sat``, ``test_x_par`` ``[test_example]``;
     ``init_moments`` over all ``M`` initial nodes; ``attrs``: the run's facts (``n_steps``,
-    ``evaluated_total``, ``dense_evaluations_total``, ``t_sat_resolution``, thread settings,
+    ``evaluated_total``, ``dense_evaluations_total``, ``certificate_steps`` (velocity calls
+    that ran the skipping certificate), ``t_sat_resolution``, thread settings,
     ``elapsed_seconds``, ...); ``source``: the file it was read from (empty in memory).
     """
 

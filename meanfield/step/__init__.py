@@ -31,7 +31,9 @@ Units: ``v`` is per unit of mean-field time ``t`` divided by ``beta``.
 Modules: :mod:`~meanfield.step.params` (:class:`StepParams`, the activation and loss tables),
 :mod:`~meanfield.step.reference` (plain NumPy), :mod:`~meanfield.step.rows` (the Numba row
 passes), :mod:`~meanfield.step.engine` (the blocked BLAS loop, :func:`dense_velocity`),
-:mod:`~meanfield.step.certificate` (exact forward skipping), :mod:`~meanfield.step.stepper`
+:mod:`~meanfield.step.certificate` (exact forward skipping), :mod:`~meanfield.step.policy`
+(when the certificate runs: its counted cost against what it saves),
+:mod:`~meanfield.step.stepper`
 (:class:`FullBatchStepper`), :mod:`~meanfield.step.threads`, :mod:`~meanfield.step.array_api`
 (the dense step on any NumPy-compatible namespace: CuPy for ``device = "cuda"``, NumPy in the
 tests; :class:`ArrayStep`, :class:`ArrayStepper`).

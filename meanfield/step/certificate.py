@@ -53,6 +53,34 @@ computed only for the examples whose remaining slack the plain bound would use u
 many steps (the others keep the plain bound)."""
 
 
+COST_WEIGHTS = {"float64": (10.0, 180.0, 5.0, 6.0), "float32": (14.0, 185.0, 10.0, 10.0)}
+"""Per dtype, the weights ``(fixed, row, risk, record)`` of the certificate's operation counts
+against the forward GEMM's multiply-adds (one forward evaluation of an example costs ``M d``
+of those, weight 1), measured once with ``benchmarks/certificate_cost.py`` on two cores. The
+per-example bounds are a dozen float64 passes over ``N``, memory-bound, hence the large
+``row`` weight; ``record`` includes the row gathers and copies of the skip path. They make the
+cost of a call a count, not a clock reading: the skip decisions of a run are reproducible."""
+
+
+def advance_cost(N: int, n_risk: int, M: int, d: int, k: int, p: int, r: int,
+                 dtype: str) -> float:
+    """The work of :meth:`Certificate.advance`, in forward evaluations of one example: the
+    motion's products and eigenvalues (``M d (k + 2) + M d^2 + d^3``), the per-example bounds
+    (``N (k^2 + 2k + p + 8)``) and the out-of-subspace norms of the examples at risk
+    (``n_risk d (r + 2)``), each with its weight in :data:`COST_WEIGHTS`."""
+    fixed, row, risk, _ = COST_WEIGHTS[dtype]
+    ops = (fixed * (M * d * (k + 2) + M * d * d + d ** 3)
+           + row * N * (k * k + 2 * k + p + 8)
+           + risk * n_risk * d * (r + 2))
+    return ops / (M * d)
+
+
+def record_cost(rows: int, d: int, p: int, dtype: str) -> float:
+    """The work of :meth:`Certificate.record` for ``rows`` evaluated rows (``V^T sigma(z)`` and
+    ``|sigma(z)|_2``: ``rows M (p + 1)``), in forward evaluations of one example (``M d``)."""
+    return COST_WEIGHTS[dtype][3] * rows * (p + 1) / d
+
+
 class Rounding(NamedTuple):
     """Per unit ``|x|``, bounds on the rounding of a forward pass at given weights."""
 
@@ -221,26 +249,42 @@ def project(X: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return C, absC, R
 
 
+def gram_eigen(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Eigenpairs ``(lam, U)`` (ascending) of ``A^T A`` (float64) and ``err``, a bound on the
+    distance of every computed eigenvalue from the exact one: the Gram matrix's rounding is
+    at most ``gamma_n |A|_F^2`` in norm (``|(|A|^T |A|)|_F <= |A|_F^2``), the symmetric
+    eigensolver's a small multiple of ``d u |A^T A|``; ``err = 1e-12 lam_max + (n + 4d + 16) u
+    |A|_F^2`` covers both (``u`` the float64 unit roundoff, ``n x d`` the shape of ``A``)."""
+    n, d = A.shape
+    lam, U = np.linalg.eigh(A.T @ A)
+    fro2 = float(np.einsum("ij,ij->", A, A))
+    unit = float(np.finfo(np.float64).eps) / 2
+    err = 1e-12 * max(float(lam[-1]), 0.0) + (n + 4 * d + 16) * unit * fro2 * (1 + 1e-6)
+    return lam, U, err
+
+
 def perp_norms(X: np.ndarray, xnorm: np.ndarray, dW_perp: np.ndarray, pad: float,
-               perp_dirs: int) -> np.ndarray:
+               perp_dirs: int,
+               eigen: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
     """Per row ``x`` of ``X`` (norm ``xnorm``) an upper bound ``zp >= |DW_perp x|_2`` from the
     top ``perp_dirs`` eigenpairs ``(lam_j, u_j)`` of ``DW_perp^T DW_perp``: ``|DW_perp x|_2^2 <=
     sum_{j<=r} lam_j (u_j . x)^2 + lam_{r+1} (|x|^2 - sum_{j<=r} (u_j . x)^2)`` (exact for an
     exactly orthonormal ``u``). The out-of-subspace motion is often of low effective rank (the
     gradient of few unsatisfied examples): then this is far below ``|DW_perp|_op |x|``.
-    Rounding (Gram matrix, eigenpairs, projections) is covered by ``1e-12 lam_max`` added to
-    every eigenvalue, ``1e-10 lam_max |x|^2`` added to the square, and ``pad |x|``.
+    Rounding (Gram matrix, eigenpairs, projections) is covered by the ``err`` of
+    :func:`gram_eigen` added to every eigenvalue, ``1e-10 lam_max |x|^2`` added to the
+    square, and ``pad |x|``. ``eigen``: :func:`gram_eigen` of ``dW_perp`` if already computed.
     ``inf`` (unused) when ``perp_dirs`` is 0."""
     n, d = X.shape
     r = min(perp_dirs, d - 1)
     if r <= 0:
         return np.full(n, np.inf)
-    lam, U = np.linalg.eigh(dW_perp.T @ dW_perp)     # ascending
+    lam, U, err = gram_eigen(dW_perp) if eigen is None else eigen
     lmax = max(float(lam[-1]), 0.0)
     if lmax == 0.0:
         return pad * xnorm * (1 + 1e-9)
-    top = np.maximum(lam[-r:], 0.0) + 1e-12 * lmax
-    rest = max(float(lam[-r - 1]), 0.0) + 1e-12 * lmax
+    top = np.maximum(lam[-r:], 0.0) + err
+    rest = max(float(lam[-r - 1]), 0.0) + err
     Ur = np.ascontiguousarray(U[:, -r:])
     x2 = xnorm * xnorm
     q = np.empty(n)
@@ -275,7 +319,8 @@ class Certificate:
     """The skipping bookkeeping of a fixed training set ``X`` (see the module docstring).
 
     Per call: :meth:`begin` at the new weights (the certified mask, ``None`` for the first two
-    calls), :meth:`record` for every evaluated block, :meth:`end`."""
+    calls) or :meth:`rearm` (evaluate all, after calls without the certificate), :meth:`record`
+    for every evaluated block, :meth:`end`. :attr:`cost` is then the call's work, counted."""
 
     _STATE = ("margin", "bound", "dist", "tau", "s2", "phi", "V", "Q", "a_prev", "W_prev",
               "W_anchor")
@@ -292,6 +337,9 @@ class Certificate:
                            else np.atleast_2d(np.asarray(directions, dtype=np.float64)))
         self.xnorm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
         self.round_now = Rounding(0.0, 0.0)
+        self.cost = 0.0
+        """The work of the current call so far (:func:`advance_cost`, :func:`record_cost`),
+        in forward evaluations of one example."""
         self.reset()
 
     def reset(self) -> None:
@@ -345,6 +393,7 @@ class Certificate:
         """A call at the weights ``(a, W)``: the mask of the examples certified satisfied
         (their forward pass may be skipped); ``None`` at the first two calls (evaluate all)."""
         self.round_now = rounding(self.params, a, W)
+        self.cost = 0.0
         if self.calls == 0:
             self.V = np.zeros((a.shape[0], 0))
             self.VT = np.zeros((0, a.shape[0]))
@@ -358,10 +407,20 @@ class Certificate:
             self.W_anchor = W.copy()
         return certified
 
+    def rearm(self, a: np.ndarray, W: np.ndarray) -> None:
+        """A call at ``(a, W)`` that evaluates and records every example, after calls that
+        left the bookkeeping stale (no :meth:`begin`): every margin is fresh after it, so the
+        next call may :meth:`begin` again. Only after the first two calls."""
+        if self.calls < 2:
+            raise RuntimeError("rearm before the subspaces exist")
+        self.round_now = rounding(self.params, a, W)
+        self.cost = 0.0
+
     def record(self, rows, slot, Z, S, yb, f) -> None:
         """Bookkeeping of the evaluated rows ``rows`` of a forward block (the engine's
         ``record`` callback)."""
         p = self.params
+        self.cost += record_cost(rows.shape[0], self.d, self.VT.shape[0], p.dtype.name)
         led = Ledger(self.margin, self.bound, self.dist, self.tau, self.s2, self.phi)
         _record(Evaluated(rows, slot, Z, S, yb, f), self.VT, p.code, p.slope, p.h, self.xnorm,
                 self.round_now, led)
@@ -403,7 +462,9 @@ class Certificate:
         dW_perp = dW - delta @ self.Q.T
         # pads of 1e-9 of the whole motion cover the rounding of c = Q^T x and r = |x_perp|
         pad = 1e-9 * float(np.linalg.norm(dW))
-        op_perp = (np.linalg.norm(dW_perp, 2) if dW_perp.size else 0.0) + pad
+        # |DW P_perp|_op from the eigenvalues of its Gram matrix (shared with perp_norms)
+        eigen = gram_eigen(dW_perp)
+        op_perp = math.sqrt(max(float(eigen[0][-1]), 0.0) + eigen[2]) * (1 + 1e-9) + pad
         u = self.V.T @ da
         da_perp = float(np.linalg.norm(da - self.V @ u))
         abs_a = np.abs(a0)
@@ -430,6 +491,9 @@ class Certificate:
         risk = np.flatnonzero((self.margin > 0) & (slack <= PERP_HORIZON * inc))
         zp = np.full(self.N, np.inf)
         if risk.shape[0]:
-            zp[risk] = perp_norms(self.X[risk], self.xnorm[risk], dW_perp, pad, self.perp_dirs)
+            zp[risk] = perp_norms(self.X[risk], self.xnorm[risk], dW_perp, pad, self.perp_dirs,
+                                  eigen)
+        self.cost = advance_cost(self.N, risk.shape[0], M, d, self.Q.shape[1], self.V.shape[1],
+                                 min(self.perp_dirs, d - 1), p.dtype.name)
         led = Ledger(self.margin, self.bound, self.dist, self.tau, self.s2, self.phi)
         return _advance(Motion(dc, wc, zp), self.R, self.xnorm, led, u, coef)

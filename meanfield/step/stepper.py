@@ -9,6 +9,7 @@ import numpy as np
 from meanfield.step.certificate import Certificate
 from meanfield.step.engine import DEFAULT_BLOCK, Engine, row_period
 from meanfield.step.params import StepParams
+from meanfield.step.policy import ARM, OFF, ON, SkipPolicy
 from meanfield.step.threads import set_threads
 
 
@@ -22,8 +23,12 @@ class FullBatchStepper:
 
     Skipping (``skip=True``; hinge loss and activations with a known Lipschitz constant only):
     see :mod:`meanfield.step.certificate` (``directions``, ``max_dirs``, ``refresh``,
-    ``perp_dirs`` are its parameters). Bitwise equality with the dense path rests on the BLAS
-    product giving every row of ``Z`` the same bits whatever the other rows of its block: blocks
+    ``perp_dirs`` are its parameters). It runs only while it pays: :mod:`meanfield.step.policy`
+    switches it off when its counted cost exceeds the forward evaluations it saves, and tries
+    it again later (``certificate_calls`` counts the calls that used it; ``adaptive=False``
+    keeps it on). Bitwise equality
+    with the dense path rests on the BLAS product giving every row of ``Z`` the same bits
+    whatever the other rows of its block: blocks
     always have ``block`` rows and an example always sits at a row congruent to its index
     modulo the period measured by :func:`meanfield.step.engine.row_period`; if no period is
     found, skipping is turned off.
@@ -32,7 +37,7 @@ class FullBatchStepper:
     def __init__(self, X: np.ndarray, y: np.ndarray, params: StepParams, threads: int = 0,
                  skip: bool = True, directions: np.ndarray | None = None,
                  block: int = DEFAULT_BLOCK, max_dirs: int = 4, refresh: int = 25,
-                 perp_dirs: int = 8) -> None:
+                 perp_dirs: int = 8, adaptive: bool = True) -> None:
         self.X = np.ascontiguousarray(X, dtype=params.dtype)
         self.y = np.ascontiguousarray(y, dtype=params.dtype)
         self.params = params
@@ -45,21 +50,41 @@ class FullBatchStepper:
         self.period = 0
         """The BLAS row period (measured at the first call; 0 before, or if none)."""
         self.certificate = Certificate(self.X, params, directions, max_dirs, refresh, perp_dirs)
+        self.policy = SkipPolicy(adaptive)
+        self.mode = ON
+        """The mode of the last call: ``on``, ``off`` or ``arm`` (:mod:`~meanfield.step.policy`),
+        ``dense`` without skipping."""
         self._engine: Engine | None = None
+
+    @property
+    def certificate_calls(self) -> int:
+        """Calls that ran the skipping certificate (after its first two, which evaluate all)."""
+        return self.policy.calls_on
 
     def velocity(self, a: np.ndarray, W: np.ndarray, v_a_out: np.ndarray,
                  v_W_out: np.ndarray) -> tuple[float, int]:
         """Velocities of the training set at ``(a, W)``; returns ``(L, n_unsat)``."""
         eng = self._get_engine(a.shape[0])
         if not self.skip:
+            self.mode = "dense"
             self.n_evaluated = self.N
             return eng.run(self.X, self.y, a, W, None, v_a_out, v_W_out, record=self._mark)
-        certified = self.certificate.begin(a, W)
+        mode = self.mode = self.policy.next_mode()
+        if mode == OFF:  # no certificate work; its bookkeeping goes stale until an ARM
+            self.n_evaluated = self.N
+            return eng.run(self.X, self.y, a, W, None, v_a_out, v_W_out, record=self._mark)
+        certified = None
+        if mode == ARM:
+            self.certificate.rearm(a, W)
+        else:
+            certified = self.certificate.begin(a, W)
         rows = None if certified is None else np.flatnonzero(~certified)
         self.satisfied[:] = False if certified is None else certified
         self.n_evaluated = self.N if rows is None else rows.shape[0]
         out = eng.run(self.X, self.y, a, W, rows, v_a_out, v_W_out, record=self._record)
         self.certificate.end(a, W)
+        if certified is not None:
+            self.policy.observe(self.N - self.n_evaluated, self.certificate.cost)
         return out
 
     def outputs(self, a: np.ndarray, W: np.ndarray, X: np.ndarray | None = None) -> np.ndarray:
@@ -75,12 +100,14 @@ class FullBatchStepper:
         state = self.certificate.get_state()
         if state["calls"]:
             state["satisfied"] = self.satisfied.copy()
+            state.update(self.policy.get_state())
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore :meth:`get_state`. The velocities never depend on this state (they are
         bitwise those of the dense path); it only saves work."""
         self.certificate.set_state(state)
+        self.policy.set_state(state)
         if self.certificate.calls:
             self.satisfied[:] = np.asarray(state["satisfied"], dtype=bool)
 
