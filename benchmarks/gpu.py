@@ -208,16 +208,17 @@ def largest(cp, cap: int | None) -> None:
         return gpu_estimate(c).total <= free and estimate(c, "simulate").total <= host
 
     lo, hi = 10_000, 10_000
-    while fits(hi * 2) and (cap is None or hi * 2 <= cap):
+    while fits(hi * 2):
         hi *= 2
     lo, hi = hi, hi * 2
     while hi - lo > max(1000, lo // 1000):
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) and (cap is None or mid <= cap) else (lo, mid)
-    N = lo
-    print(f"(e) largest N at M=400 d=100 float32: {N:.4g} (GPU free {free / 2**30:.1f} GiB, "
-          f"host available {host / 2**30:.1f} GiB{'; capped' if cap else ''}); running to "
-          "t=100 ...", flush=True)
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    N = lo if cap is None else min(lo, cap)
+    print(f"(e) largest N at M=400 d=100 float32: {lo:.4g} (GPU free {free / 2**30:.1f} GiB, "
+          f"host available {host / 2**30:.1f} GiB); running N = {N:.4g}"
+          f"{' (capped: the data are drawn on the CPU)' if N < lo else ''} to t=100 ...",
+          flush=True)
     config = make_config(M=400, N=N, d=100, dtype="float32", dt=1.0, t_max=100.0,
                          device="cuda")
     start = time.perf_counter()
