@@ -22,7 +22,9 @@ missed):
 (e) the largest ``N`` whose estimate fits the GPU's free memory (and the host's) at M = 400,
     d = 100, float32, run to t = 100 (dt = 1): N, wall time, time per step.
 
-``--quick``: t = 200 for (b)-(d), N = 2e5 at the large size of (a), N at most 2e7 in (e).
+``--quick``: t = 200 for (b)-(d), N = 2e5 at the large size of (a), N at most 2e7 in (e);
+``--accuracy-t T``: (d) to t = T only (the CPU engine's run is the slow part);
+``--largest-n N``: run (e) at N at most (the data are drawn on the CPU).
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ def floor_and_step(cp, N: int, M: int, d: int, dtype: str, repeat: int) -> None:
     t_floor = best_time(synced(cp, gemms), repeat)
     Z = None  # its memory back to the pool before the step runs
     cp.get_default_memory_pool().free_all_blocks()
-    t_step = best_time(synced(cp, lambda: fused.velocity(X, y, a, W, va, vW, sat)), repeat)
+    t_step = best_time(synced(cp, lambda: fused.velocity(X, y, a, W, va, vW, sat, sync=False)),
+                       repeat)
     shape = "full shape" if full else f"blocks of {rows} rows"
     flops = 4 * N * M * d
     ratio = t_step / t_floor
@@ -103,7 +106,8 @@ def floor_and_step(cp, N: int, M: int, d: int, dtype: str, repeat: int) -> None:
           f"{flops / t_floor / 1e12:.1f} TFLOP/s), fused step {t_step * 1e3:.3f} ms = "
           f"{ratio:.2f}x {verdict(f'step/floor M={M} {dtype}', ratio <= 2.0)}", flush=True)
     try:
-        t_plain = best_time(synced(cp, lambda: plain.velocity(X, y, a, W, va, vW, sat)),
+        t_plain = best_time(synced(cp, lambda: plain.velocity(X, y, a, W, va, vW, sat,
+                                                              sync=False)),
                             max(1, repeat // 2))
         print(f"    unfused array functions: {t_plain * 1e3:.3f} ms = {t_plain / t_floor:.2f}x",
               flush=True)
@@ -233,6 +237,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--skip-cpu", action="store_true", help="skip (d), the CPU engine's run")
+    ap.add_argument("--accuracy-t", type=float, default=None,
+                    help="t_max of (d) (default: that of (b))")
     ap.add_argument("--skip-largest", action="store_true", help="skip (e)")
     ap.add_argument("--largest-n", type=int, default=None, help="cap N in (e)")
     ap.add_argument("--repeat", type=int, default=5)
@@ -254,7 +260,7 @@ def main() -> int:
     ours, config = whole_run(cp, t_max)
     torch_loop(config, ours)
     if not args.skip_cpu:
-        accuracy(config)
+        accuracy(config if args.accuracy_t is None else config.replace(t_max=args.accuracy_t))
     if not args.skip_largest:
         cap = args.largest_n if args.largest_n else (20_000_000 if args.quick else None)
         largest(cp, cap)

@@ -134,23 +134,66 @@ class FirstTimes:
 
 class DeviceFirstTimes(FirstTimes):
     """:class:`FirstTimes` of a set whose satisfied mask lives on a device (namespace ``xp``):
-    the flags are kept there too, and only the indices of newly satisfied examples come back
-    to the host."""
+    the first times and flags are kept there too, updated without waiting for the device;
+    :meth:`sync` copies them into the host arrays (before records, checkpoints and results)."""
 
     def __init__(self, t_sat: np.ndarray, xp: Any) -> None:
         super().__init__(t_sat)
         self.xp = xp
+        self.t_sat_device = xp.array(t_sat)
         self.seen_device = xp.array(self.seen)
 
     def mark(self, satisfied: Any, t: float) -> None:
+        new = satisfied & ~self.seen_device
+        self.xp.copyto(self.t_sat_device, t, where=new)
+        self.seen_device |= satisfied
+
+    def sync(self) -> None:
+        """Copy the first times and flags into the host arrays."""
         from meanfield.step.array_api import to_host
 
-        new = self.xp.nonzero(satisfied & ~self.seen_device)[0]
-        if new.shape[0]:
-            self.seen_device[new] = True
-            idx = to_host(new)
-            self.t_sat[idx] = t
-            self.seen[idx] = True
+        self.t_sat[...] = to_host(self.t_sat_device)
+        self.seen[...] = to_host(self.seen_device)
+
+
+class DeviceBounds:
+    """:func:`_check_bounded` of weights on a device, without waiting for the device at every
+    step: each step's largest ``|a|`` and ``|W|`` go into a device buffer; every ``PERIOD``
+    steps, and before anything reads the weights (:meth:`flush`), the buffer comes back and the
+    first step out of range, if any, raises :class:`SimulationDiverged` with that step's ``n``
+    and ``t``, as :func:`_check_bounded` would have at that step."""
+
+    PERIOD = 32
+
+    def __init__(self, config: Config, xp: Any, absmax: Callable[[Any, Any], None]) -> None:
+        self.config = config
+        self.absmax = absmax
+        self.buffer = xp.empty((self.PERIOD, 2), dtype=xp.float64)
+        self.pending: list[tuple[int, float]] = []
+
+    def note(self, n: int, t: float, a: Any, W: Any) -> None:
+        """The weights after step ``n`` (time ``t``)."""
+        i = len(self.pending)
+        self.absmax(a, self.buffer[i, :1])
+        self.absmax(W, self.buffer[i, 1:])
+        self.pending.append((n, t))
+        if len(self.pending) == self.PERIOD:
+            self.flush()
+
+    def flush(self) -> None:
+        """Check the steps noted since the last flush, in order."""
+        from meanfield.step.array_api import to_host
+
+        if not self.pending:
+            return
+        largest = to_host(self.buffer[: len(self.pending)])
+        pending, self.pending = self.pending, []
+        c = self.config
+        limit = math.sqrt(float(np.finfo(c.dtype).max)) / (c.M + c.d)
+        for (n, t), (a_max, w_max) in zip(pending, largest, strict=True):
+            if not (a_max <= limit and w_max <= limit):  # True for NaN
+                raise _diverged(c, n, t, f"the weights left the range of {c.dtype} "
+                                         f"(|w| > {limit:.3g})")
 
 
 class Recorder:
@@ -181,7 +224,7 @@ class Recorder:
         """(loss, unsatisfied fraction) of the training set by one dense pass."""
         loss, _ = self.stepper.velocity(*self.weights, *self.scratch)
         self.train.mark(self.stepper.satisfied, t)
-        return loss, 1.0 - float(self.stepper.satisfied.mean())
+        return float(loss), 1.0 - float(self.stepper.satisfied.mean())
 
     def record(self, n: int, t: float, train: tuple[float, float] | None,
                evaluated: int) -> None:
@@ -290,6 +333,7 @@ class _Run:
         test_X = self.stepper.to_device(test.X) if config.n_test > 0 else None
         test = _data.Dataset(test.X[:0], test.y, test.x_par)
         self.sat = DeviceFirstTimes(self.state.t_sat, xp)
+        self.bounds = DeviceBounds(config, xp, self.stepper.step.kernels.absmax)
         self.a, self.W = self.stepper.to_device(self.state.a), self.stepper.to_device(self.state.W)
         self.recorder = Recorder(config, self.state, self.stepper, self.sat, test, slope_x,
                                  weights=(self.a, self.W), test_X=test_X)
@@ -302,8 +346,18 @@ class _Run:
         if self.a is not self.state.a:
             from meanfield.step.array_api import to_host
 
+            self.bounds.flush()
             self.state.a[...] = to_host(self.a)
             self.state.W[...] = to_host(self.W)
+            self.sat.sync()
+
+    def check_bounded(self, n: int) -> None:
+        """:func:`_check_bounded` of the weights after step ``n`` (deferred on a device:
+        :class:`DeviceBounds`)."""
+        if self.xp is None:
+            _check_bounded(self.config, n, self.times[n], self.a, self.W)
+        else:
+            self.bounds.note(n, self.times[n], self.a, self.W)
 
     def save(self) -> None:
         """Checkpoint the state at the top of step ``state.n``."""
@@ -344,7 +398,8 @@ class _Run:
                 self.loss, _ = self.stepper.velocity(a, W, out_a, out_W)
                 return self.stepper.n_evaluated
             if self.xp is not None:
-                self.loss, _ = self.stepper.step.velocity(batch.X, batch.y, a, W, out_a, out_W)
+                self.loss, _ = self.stepper.step.velocity(batch.X, batch.y, a, W, out_a, out_W,
+                                                          sync=False)
                 return len(batch)
             self.loss, _ = dense_velocity(batch.X, batch.y, a, W, self.params, out_a, out_W)
             return len(batch)
@@ -412,23 +467,25 @@ def _train(run: _Run, should_stop: Callable[[], bool] | None,
             saved = time.monotonic()
         velocity = run.velocity(run.batch())
         evaluated = velocity(run.a, run.W, *run.k1)
+        due = st.rec < len(run.record) and run.record[st.rec] == n
         train_now = None
         if run.full_batch:  # the stepper's status is exact at theta_n (until the next call)
             run.sat.mark(run.stepper.satisfied, run.times[n])
-            train_now = (run.loss, 1.0 - float(run.stepper.satisfied.mean()))
+            if due:
+                train_now = (float(run.loss), 1.0 - float(run.stepper.satisfied.mean()))
         if n < K:
             evaluated += run.integrator.extra_stages(run.a, run.W, run.k1, run.step_size(n),
                                                      velocity)
         st.evaluated_total += evaluated
         st.evaluated_window += evaluated
         st.steps_window += 1
-        if st.rec < len(run.record) and run.record[st.rec] == n:
+        if due:
             run.to_host()
             run.recorder.record(n, run.times[n], train_now, evaluated)
         if n == K:
             break
         run.integrator.update(run.a, run.W, run.k1, run.step_size(n))
-        _check_bounded(config, n + 1, run.times[n + 1], run.a, run.W)
+        run.check_bounded(n + 1)
         if on_step is not None:
             on_step(n + 1)
 

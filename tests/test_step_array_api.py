@@ -165,6 +165,24 @@ def test_checkpointed_weights_match_and_resume_is_bitwise(tmp_path, mode):
     np.testing.assert_array_equal(resumed.t_sat, whole.t_sat)
 
 
+@pytest.mark.parametrize("extra", [{"beta": 1e6}, {"beta": 1e5, "dtype": "float32"},
+                                   {"alpha": 1e6, "integrator": "heun"}])
+def test_divergence_is_reported_at_the_same_step_as_on_the_cpu(extra):
+    """The array-API driver checks the weights' range without waiting for the device at
+    every step (a buffer read back every 32 steps and before any record): the error names
+    the same first step out of range, and the same time, as the engine's check at every
+    step."""
+    from meanfield.simulate import SimulationDiverged
+
+    c = make_config(**{**SMALL, "t_max": 60.0, "n_times": 3, **extra})
+    with pytest.raises(SimulationDiverged) as cpu:
+        simulate(c)
+    with np.errstate(all="ignore"), pytest.raises(SimulationDiverged) as dev:
+        simulate(c, array_namespace=np)
+    assert str(dev.value) == str(cpu.value)
+    assert "diverged at step" in str(cpu.value)
+
+
 # --------------------------------------------------------------------------- the field
 
 
@@ -404,6 +422,13 @@ def test_cuda_kernels_emulated_on_the_cpu_match_the_engine(tmp_path, activation,
     if dtype == "float64":
         np.testing.assert_array_equal(sat, y * f >= p.h)
     assert _rel(step.outputs(X, a, W), f) < tol
+    # the range check of the driver: max |x| as float64, a NaN anywhere wins
+    out = np.empty(1)
+    step.kernels.absmax(W, out)
+    assert out[0] == np.abs(W.astype(np.float64)).max()
+    W[3, 2] = np.nan
+    step.kernels.absmax(W, out)
+    assert np.isnan(out[0])
 
 
 # --------------------------------------------------------------------------- on a GPU

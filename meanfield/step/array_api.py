@@ -255,6 +255,23 @@ class XpKernels:
         """``sum_r g_r sigma(Z[r, i])`` per column (float64)."""
         return self.xp.matmul(g64, self.sigma(Z).astype(self.xp.float64, copy=False))
 
+    def velocity_a(self, Ws: Any, acc_W: Any, acc_a: Any, scale: Any, out: Any) -> None:
+        """``out = acc_a * scale`` in the dtype, ``acc_a`` (float64) given, or for the
+        homogeneous kinds ``acc_a[i] = ws_i . acc_W[i]`` (float64) when ``acc_a`` is None."""
+        xp = self.xp
+        if acc_a is None:  # sigma(z) = z sigma'(z): sum_r g sigma(z_ri) = ws_i . acc_W[i]
+            acc_a = xp.sum(Ws.astype(xp.float64) * acc_W.astype(xp.float64), axis=1)
+        out[...] = acc_a.astype(out.dtype) * scale
+
+    def velocity_W(self, acc_W: Any, a: Any, scale: Any, out: Any) -> None:
+        """``out = (acc_W * a[:, None]) * scale`` in the dtype."""
+        self.xp.multiply(acc_W, a[:, None], out=out)
+        out *= scale
+
+    def absmax(self, x: Any, out: Any) -> None:
+        """``out = max |x|`` (NaN if ``x`` holds a NaN), as float64."""
+        out[...] = self.xp.max(self.xp.abs(x))
+
     def grad(self, Z: Any, g64: Any) -> None:
         """In place ``Z <- g sigma'(Z)`` (row ``r`` times ``g_r``; 0 where ``g_r = 0``)."""
         xp = self.xp
@@ -303,6 +320,14 @@ class CupyKernels:
             "float64 s, T y, float64 scale, float64 h", "float64 g, float64 lv, bool sat",
             "double m = (double)y * (s * scale); sat = m >= h; " + _C_LOSS[params.loss],
             f"mf_loss_{params.loss}")
+        self._va_h = cp.ReductionKernel(
+            "T ws, T acc", "float64 s", "(double)ws * (double)acc", "a + b", "s = a", "0",
+            "mf_va_h", reduce_type="double")
+        self._va = cp.ElementwiseKernel("float64 acc, T c", "T v", "v = (T)acc * c", "mf_va")
+        self._vW = cp.ElementwiseKernel("T acc, T a, T c", "T v", "v = (acc * a) * c", "mf_vW")
+        self._absmax = cp.ReductionKernel(
+            "T x", "float64 m", "fabs((double)x)", "(a > b || a != a) ? a : b", "m = a", "0",
+            "mf_absmax", reduce_type="double")  # a NaN wins: a > NaN and NaN != NaN
 
     def rowsum(self, Z: Any, a: Any) -> Any:
         return self._rowsum(Z, a[None, :], axis=1)
@@ -320,6 +345,17 @@ class CupyKernels:
     def grad(self, Z: Any, g64: Any) -> None:
         g = g64.astype(Z.dtype) if self.params.homogeneous else g64
         self._grad(g[:, None], Z)
+
+    def velocity_a(self, Ws: Any, acc_W: Any, acc_a: Any, scale: Any, out: Any) -> None:
+        if acc_a is None:  # sigma(z) = z sigma'(z): sum_r g sigma(z_ri) = ws_i . acc_W[i]
+            acc_a = self._va_h(Ws, acc_W, axis=1)
+        self._va(acc_a, scale, out)
+
+    def velocity_W(self, acc_W: Any, a: Any, scale: Any, out: Any) -> None:
+        self._vW(acc_W, a[:, None], scale, out)
+
+    def absmax(self, x: Any, out: Any) -> None:
+        out[...] = self._absmax(x.reshape(1, -1), axis=1)
 
 
 def kernels(xp: Any, params: StepParams, fused: bool | None = None) -> XpKernels | CupyKernels:
@@ -394,10 +430,12 @@ class ArrayStep:
             yield start, stop, Z
 
     def velocity(self, X: Any, y: Any, a: Any, W: Any, v_a_out: Any, v_W_out: Any,
-                 satisfied: Any = None) -> tuple[float, int]:
+                 satisfied: Any = None, sync: bool = True) -> tuple[Any, Any]:
         """Fills ``v_a_out``, ``v_W_out`` with the velocities over the rows of ``X`` (arrays of
         ``xp`` in ``params.dtype``); ``satisfied`` (bool, one per row), if given, gets
-        ``y f >= h``. Returns ``(L, n_unsat)``."""
+        ``y f >= h``. Returns ``(L, n_unsat)``: a float and an int, or with ``sync=False``
+        0-d arrays of ``xp`` (float64, int64) that nothing waits for (``float()``/``int()``
+        them when needed: on a GPU the host then runs ahead of the device)."""
         xp, p, kern = self.xp, self.params, self.kernels
         n, d = X.shape
         M = a.shape[0]
@@ -409,14 +447,16 @@ class ArrayStep:
         acc_W = self._buffer("acc_W", (M, d), dt)
         tmp_W = None
         acc_a = None if p.homogeneous else xp.zeros(M, dtype=f64)
-        loss = xp.zeros((), dtype=f64)
-        unsat = xp.zeros((), dtype=xp.int64)
         scale = p.alpha / M
         for start, stop, Z in self._blocks(X, Ws):
             g64, lv, sat = kern.loss(kern.rowsum(Z, a), y[start:stop], scale,
                                      None if satisfied is None else satisfied[start:stop])
-            loss += xp.sum(lv)
-            unsat += (stop - start) - xp.count_nonzero(sat)
+            if start == 0:
+                loss = xp.sum(lv)
+                unsat = (stop - start) - xp.count_nonzero(sat)
+            else:
+                loss += xp.sum(lv)
+                unsat += (stop - start) - xp.count_nonzero(sat)
             if acc_a is not None:
                 acc_a += kern.colsum(Z, g64)
             kern.grad(Z, g64)
@@ -427,12 +467,11 @@ class ArrayStep:
                     tmp_W = self._buffer("tmp_W", (M, d), dt)
                 xp.matmul(Z.T, X[start:stop], out=tmp_W)
                 acc_W += tmp_W
-        if acc_a is None:  # sigma(z) = z sigma'(z): sum_r g sigma(z_ri) = ws_i . acc_W[i]
-            acc_a = xp.sum(Ws.astype(f64) * acc_W.astype(f64), axis=1)
-        v_a_out[...] = acc_a.astype(dt) * dt.type(p.alpha / n)
-        xp.multiply(acc_W, a[:, None], out=v_W_out)
-        v_W_out *= dt.type(p.alpha / (n * math.sqrt(d)))
-        return float(loss) / n, int(unsat)
+        kern.velocity_a(Ws, acc_W, acc_a, dt.type(p.alpha / n), v_a_out)
+        kern.velocity_W(acc_W, a, dt.type(p.alpha / (n * math.sqrt(d))), v_W_out)
+        if sync:
+            return float(loss) / n, int(unsat)
+        return loss / n, unsat
 
     def outputs(self, X: Any, a: Any, W: Any) -> Any:
         """``f`` (float64, on the device) of every row of ``X``."""
@@ -466,10 +505,12 @@ class ArrayStepper:
         """A C-contiguous copy of ``x`` in the run dtype on the device."""
         return self.xp.array(np.ascontiguousarray(x, dtype=self.params.dtype))
 
-    def velocity(self, a: Any, W: Any, v_a_out: Any, v_W_out: Any) -> tuple[float, int]:
-        """Velocities of the training set at ``(a, W)``; returns ``(L, n_unsat)``."""
+    def velocity(self, a: Any, W: Any, v_a_out: Any, v_W_out: Any) -> tuple[Any, Any]:
+        """Velocities of the training set at ``(a, W)``; returns ``(L, n_unsat)`` as 0-d
+        device arrays that nothing waits for (``float()``/``int()`` them when needed)."""
         self.n_evaluated = self.N
-        return self.step.velocity(self.X, self.y, a, W, v_a_out, v_W_out, self.satisfied)
+        return self.step.velocity(self.X, self.y, a, W, v_a_out, v_W_out, self.satisfied,
+                                  sync=False)
 
     def outputs(self, a: Any, W: Any, X: Any = None) -> np.ndarray:
         """``f(x)`` (float64, on the host) of the training set or of the rows of ``X`` (on the
