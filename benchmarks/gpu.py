@@ -20,7 +20,9 @@ missed):
 (d) the final weights of (b) against the CPU engine's (``device = "cpu"``, all cores, same
     seed): largest relative difference of ``a`` and ``W``; target <= 1e-10;
 (e) the largest ``N`` whose estimate fits the GPU's free memory (and the host's) at M = 400,
-    d = 100, float32, run to t = 100 (dt = 1): N, wall time, time per step.
+    d = 100, float32, run to t = 100 (dt = 1): N, wall time, time per step;
+(f) (printed after (a)) where the fused step's time goes at the paper size in float64: each
+    of its kernels timed alone.
 
 ``--quick``: t = 200 for (b)-(d), N = 2e5 at the large size of (a), N at most 2e7 in (e);
 ``--accuracy-t T``: (d) to t = T only (the CPU engine's run is the slow part);
@@ -28,6 +30,13 @@ missed):
 """
 
 from __future__ import annotations
+
+# the thread policy must be set before NumPy and Numba load their pools (the CPU engine's run
+# of (d) is many times slower without it): imports follow it
+# ruff: noqa: E402
+from meanfield.runtime import set_thread_policy
+
+set_thread_policy()
 
 import argparse
 import math
@@ -113,6 +122,36 @@ def floor_and_step(cp, N: int, M: int, d: int, dtype: str, repeat: int) -> None:
               flush=True)
     except cp.cuda.memory.OutOfMemoryError:
         print("    unfused array functions: out of memory (their temporaries are N x M)")
+
+
+def breakdown(cp, N: int, M: int, d: int, dtype: str, repeat: int) -> None:
+    """(f) where the fused step's time goes: each of its kernels timed alone (relu, hinge)."""
+    X, y, a, W = problem(cp, N, M, d, dtype)
+    one = np.dtype(dtype).type(1.0)
+    k = ArrayStep(cp, StepParams("relu", "hinge", 1.0, 1.0, dtype)).kernels
+    Ws = W * np.dtype(dtype).type(1 / math.sqrt(d))
+    Z = cp.matmul(X, Ws.T)
+    Zr = Z.copy()
+    s = k.rowsum(Z, a)
+    g, lv, sat = k.loss(s, y, 1.0 / M)
+    acc, va, vW = cp.empty_like(W), cp.empty_like(a), cp.empty_like(W)
+    parts = {
+        "GEMM Z = X Ws^T": lambda: cp.matmul(X, Ws.T, out=Z),
+        "rowsum sigma(Z) a": lambda: k.rowsum(Zr, a),
+        "(relu in place + cuBLAS GEMV instead)": lambda: cp.matmul(
+            cp.maximum(Zr, 0, out=Zr), a),
+        "loss pass": lambda: k.loss(s, y, 1.0 / M),
+        "sum(loss), count": lambda: (cp.sum(lv), cp.count_nonzero(sat)),
+        "grad Z <- g sigma'(Z)": lambda: k.grad(Z, g),
+        "GEMM G^T X": lambda: cp.matmul(Z.T, X, out=acc),
+        "tails v_a, v_W": lambda: (k.velocity_a(Ws, acc, None, one, va),
+                                   k.velocity_W(acc, a, one, vW)),
+    }
+    times = {name: best_time(synced(cp, fn), repeat) for name, fn in parts.items()}
+    total = sum(t for name, t in times.items() if not name.startswith("("))
+    print(f"(f) the fused step's kernels alone, M={M} N={N:.0e} d={d} {dtype}: "
+          + ", ".join(f"{name} {t * 1e3:.3f} ms" for name, t in times.items())
+          + f"; sum {total * 1e3:.3f} ms", flush=True)
 
 
 def final_weights(config):
@@ -256,6 +295,8 @@ def main() -> int:
         for dtype in ("float64", "float32"):
             floor_and_step(cp, size["N"], size["M"], size["d"], dtype, args.repeat)
             cp.get_default_memory_pool().free_all_blocks()
+    breakdown(cp, PAPER["N"], PAPER["M"], PAPER["d"], "float64", args.repeat)
+    cp.get_default_memory_pool().free_all_blocks()
     t_max = 200.0 if args.quick else 2000.0
     ours, config = whole_run(cp, t_max)
     torch_loop(config, ours)
