@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--dt", type=float, default=0.5)
     ap.add_argument("--growth", type=float, default=0.02)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="0: all usable cores")
     args = ap.parse_args()
     N, M, d = args.N, args.M, args.d
     rng = np.random.default_rng(0)
@@ -60,7 +61,8 @@ def main() -> None:
     a = rng.standard_normal(M).astype(args.dtype)
     W = rng.standard_normal((M, d)).astype(args.dtype)
     p = StepParams("relu", "hinge", 1.0, 1.0, args.dtype)
-    st = FullBatchStepper(X, y, p, directions=np.eye(1, d), adaptive=False)
+    st = FullBatchStepper(X, y, p, threads=args.threads, directions=np.eye(1, d),
+                          adaptive=False)
     eng = st._get_engine(M)
     t_mac = best_time(lambda: eng.outputs(X, a, W), args.repeat) / (N * M * d)
 
@@ -120,7 +122,8 @@ def main() -> None:
         "record": (seconds["record"] + seconds["copies"]) / ops["record"],
     }
     in_use = cert_mod.COST_WEIGHTS[np.dtype(args.dtype).name]
-    print(f"N={N} M={M} d={d} {args.dtype}, {args.steps} steps to t={t:.0f}: forward "
+    print(f"N={N} M={M} d={d} {args.dtype}, {st.threads} threads, {args.steps} steps to "
+          f"t={t:.0f}: forward "
           f"{t_mac * 1e12:.1f} ps per multiply-add; certificate {seconds['begin']:.2f} s, "
           f"record and row copies {seconds['record'] + seconds['copies']:.2f} s")
     for (name, value), w in zip(measured.items(), in_use, strict=True):

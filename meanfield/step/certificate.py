@@ -47,7 +47,7 @@ from numba import njit, prange
 from meanfield.step.params import StepParams
 from meanfield.step.rows import row_sq, row_sum
 
-PERP_HORIZON = 25.0
+PERP_HORIZON = 8.0
 """The tighter out-of-subspace bound (:func:`perp_norms`) costs a pass over ``x``: it is
 computed only for the examples whose remaining slack the plain bound would use up within this
 many steps (the others keep the plain bound)."""
@@ -56,10 +56,16 @@ many steps (the others keep the plain bound)."""
 COST_WEIGHTS = {"float64": (10.0, 180.0, 5.0, 6.0), "float32": (14.0, 185.0, 10.0, 10.0)}
 """Per dtype, the weights ``(fixed, row, risk, record)`` of the certificate's operation counts
 against the forward GEMM's multiply-adds (one forward evaluation of an example costs ``M d``
-of those, weight 1), measured once with ``benchmarks/certificate_cost.py`` on two cores. The
-per-example bounds are a dozen float64 passes over ``N``, memory-bound, hence the large
-``row`` weight; ``record`` includes the row gathers and copies of the skip path. They make the
-cost of a call a count, not a clock reading: the skip decisions of a run are reproducible."""
+of those, weight 1), measured once with ``benchmarks/certificate_cost.py`` with
+:data:`COST_THREADS` threads. The per-example bounds are a dozen float64 passes over ``N``,
+memory-bound, hence the large ``row`` weight; ``record`` includes the row gathers and copies
+of the skip path. They make the cost of a call a count, not a clock reading: the skip
+decisions of a run are reproducible."""
+
+COST_THREADS = 2
+"""The thread count of the calibration. The forward GEMM runs on every thread and the
+certificate's passes mostly on one, so with ``T`` threads a count weighs ``T / COST_THREADS``
+times as much against the forward (measured at 1 and 2 threads: the weights halve at 1)."""
 
 
 def advance_cost(N: int, n_risk: int, M: int, d: int, k: int, p: int, r: int,
@@ -265,7 +271,8 @@ def gram_eigen(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 def perp_norms(X: np.ndarray, xnorm: np.ndarray, dW_perp: np.ndarray, pad: float,
                perp_dirs: int,
-               eigen: tuple[np.ndarray, np.ndarray, float] | None = None) -> np.ndarray:
+               eigen: tuple[np.ndarray, np.ndarray, float] | None = None,
+               rows: np.ndarray | None = None) -> np.ndarray:
     """Per row ``x`` of ``X`` (norm ``xnorm``) an upper bound ``zp >= |DW_perp x|_2`` from the
     top ``perp_dirs`` eigenpairs ``(lam_j, u_j)`` of ``DW_perp^T DW_perp``: ``|DW_perp x|_2^2 <=
     sum_{j<=r} lam_j (u_j . x)^2 + lam_{r+1} (|x|^2 - sum_{j<=r} (u_j . x)^2)`` (exact for an
@@ -273,9 +280,11 @@ def perp_norms(X: np.ndarray, xnorm: np.ndarray, dW_perp: np.ndarray, pad: float
     gradient of few unsatisfied examples): then this is far below ``|DW_perp|_op |x|``.
     Rounding (Gram matrix, eigenpairs, projections) is covered by the ``err`` of
     :func:`gram_eigen` added to every eigenvalue, ``1e-10 lam_max |x|^2`` added to the
-    square, and ``pad |x|``. ``eigen``: :func:`gram_eigen` of ``dW_perp`` if already computed.
-    ``inf`` (unused) when ``perp_dirs`` is 0."""
-    n, d = X.shape
+    square, and ``pad |x|``. ``eigen``: :func:`gram_eigen` of ``dW_perp`` if already computed;
+    ``rows``: the rows of ``X`` to bound (``xnorm`` is then theirs), gathered a block at a time
+    into one buffer. ``inf`` (unused) when ``perp_dirs`` is 0."""
+    d = X.shape[1]
+    n = X.shape[0] if rows is None else rows.shape[0]
     r = min(perp_dirs, d - 1)
     if r <= 0:
         return np.full(n, np.inf)
@@ -288,8 +297,14 @@ def perp_norms(X: np.ndarray, xnorm: np.ndarray, dW_perp: np.ndarray, pad: float
     Ur = np.ascontiguousarray(U[:, -r:])
     x2 = xnorm * xnorm
     q = np.empty(n)
+    buf = None if rows is None else np.empty((min(n, 8192), d), X.dtype)
     for s in range(0, n, 8192):
-        b2 = X[s:s + 8192].astype(np.float64, copy=False) @ Ur
+        if rows is None:
+            Xb = X[s:s + 8192]
+        else:
+            idx = rows[s:s + 8192]
+            Xb = np.take(X, idx, axis=0, out=buf[:idx.shape[0]])
+        b2 = Xb.astype(np.float64, copy=False) @ Ur
         b2 *= b2
         xb = x2[s:s + 8192]
         q[s:s + 8192] = (b2 @ top + rest * np.maximum(xb - b2.sum(axis=1), 0.0)
@@ -297,22 +312,53 @@ def perp_norms(X: np.ndarray, xnorm: np.ndarray, dW_perp: np.ndarray, pad: float
     return np.sqrt(q) * (1 + 1e-9) + pad * xnorm * (1 + 1e-9)
 
 
-def subspace_motion(C: np.ndarray, absC: np.ndarray, xnorm: np.ndarray, delta: np.ndarray,
-                    abs_a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per example ``dc >= |delta c|_2`` and ``wc >= sum_j |c_j| sum_i |a_i| |delta_ij|``.
-
-    ``|delta c|_2 = |Y_r|`` with ``Y = C U sqrt(lam)``, ``delta^T delta = U lam U^T`` (BLAS);
-    the eigenvalues' rounding is covered by ``sqrt(|lam_min| + 1e-12 lam_max) |x| >= ... |c|``.
-    """
-    if not delta.shape[1]:
-        z = np.zeros(C.shape[0])
-        return z, z
+def subspace_coefficients(delta: np.ndarray, abs_a: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """From the motion in the subspace ``delta = DW Q`` (M x k): ``B`` (k x k) with ``|delta
+    c|_2 = |B^T c|_2``, ``B = U sqrt(lam)`` for ``delta^T delta = U lam U^T``; ``v = (|a|^T
+    |delta|)`` padded, with ``sum_j |c_j| sum_i |a_i| |delta_ij| = |c| . v``; and ``extra``:
+    the eigenvalues' rounding, covered by ``extra |x| >= ...``, ``extra = sqrt(|lam_min| +
+    1e-12 lam_max)`` (see :func:`_motion`)."""
+    k = delta.shape[1]
+    if not k:
+        return np.zeros((0, 0)), np.zeros(0), 0.0
     lam, U = np.linalg.eigh(delta.T @ delta)
-    Y = C @ (U * np.sqrt(np.maximum(lam, 0.0)))
+    B = np.ascontiguousarray(U * np.sqrt(np.maximum(lam, 0.0)))
     extra = math.sqrt(abs(min(lam.min(), 0.0)) + 1e-12 * max(lam.max(), 0.0))
-    dc = np.sqrt(np.einsum("ij,ij->i", Y, Y)) * (1 + 1e-9) + extra * xnorm
-    wc = absC @ ((abs_a @ np.abs(delta)) * (1 + 1e-9)) * (1 + 1e-9)
-    return dc, wc
+    v = (abs_a @ np.abs(delta)) * (1 + 1e-9)
+    return B, v, extra
+
+
+@njit(cache=True, parallel=True)
+def _motion(C, absC, B, v, extra, xnorm, R, led, tau_now, inc_coef, horizon, mo, risky):
+    """Per example with a positive margin (one pass): ``dc >= |delta c|_2`` (``|B^T c|``,
+    padded, plus ``extra |x|``), ``wc >= sum_j |c_j| sum_i |a_i| |delta_ij|`` (``|c| . v``,
+    padded), ``zp = inf`` (the plain bound), and ``risky``: whether the plain out-of-subspace
+    bound (``inc_coef |x_perp|`` per step, ``R = |x_perp|``) would use up the remaining slack
+    within ``horizon`` steps."""
+    dc, wc, zp = mo.dc, mo.wc, mo.zp
+    margin, bound, tau = led.margin, led.bound, led.tau
+    N, k = C.shape
+    for r in prange(N):
+        zp[r] = np.inf
+        if margin[r] <= 0:
+            dc[r] = 0.0
+            wc[r] = 0.0
+            risky[r] = False
+            continue
+        y2 = 0.0
+        for j in range(k):
+            yj = 0.0
+            for i in range(k):
+                yj += C[r, i] * B[i, j]
+            y2 += yj * yj
+        dc[r] = math.sqrt(y2) * (1 + 1e-9) + extra * xnorm[r]
+        w = 0.0
+        for i in range(k):
+            w += absC[r, i] * v[i]
+        wc[r] = w * (1 + 1e-9)
+        slack = margin[r] - bound[r] - tau[r] - tau_now * xnorm[r]
+        risky[r] = slack <= horizon * inc_coef * R[r]
 
 
 class Certificate:
@@ -358,6 +404,8 @@ class Certificate:
         self.C = np.zeros((N, 0))
         self.absC = np.zeros((N, 0))
         self.R = self.xnorm.copy()
+        self._dc, self._wc, self._zp = np.empty(N), np.empty(N), np.empty(N)
+        self._risky = np.empty(N, dtype=np.bool_)
         self.a_prev: np.ndarray | None = None
         self.W_prev: np.ndarray | None = None
         self.W_anchor: np.ndarray | None = None
@@ -483,17 +531,17 @@ class Certificate:
             u_norm=float(np.linalg.norm(u)),
             a_norm=float(np.linalg.norm(a0)) * (1 + 1e-9),
         )
-        dc, wc = subspace_motion(self.C, self.absC, self.xnorm, delta, abs_a)
         # the tighter out-of-subspace bound only where the plain one would use up the slack
         # within PERP_HORIZON steps (which rows get it changes only work, never a velocity)
-        slack = self.margin - self.bound - self.tau - tau_now * self.xnorm
-        inc = (p.alpha / M * lip / math.sqrt(d) * e_perp) * self.R
-        risk = np.flatnonzero((self.margin > 0) & (slack <= PERP_HORIZON * inc))
-        zp = np.full(self.N, np.inf)
+        B, v, extra = subspace_coefficients(delta, abs_a)
+        led = Ledger(self.margin, self.bound, self.dist, self.tau, self.s2, self.phi)
+        mo = Motion(self._dc, self._wc, self._zp)
+        _motion(self.C, self.absC, B, v, extra, self.xnorm, self.R, led, tau_now,
+                p.alpha / M * lip / math.sqrt(d) * e_perp, PERP_HORIZON, mo, self._risky)
+        risk = np.flatnonzero(self._risky)
         if risk.shape[0]:
-            zp[risk] = perp_norms(self.X[risk], self.xnorm[risk], dW_perp, pad, self.perp_dirs,
-                                  eigen)
+            mo.zp[risk] = perp_norms(self.X, self.xnorm[risk], dW_perp, pad, self.perp_dirs,
+                                     eigen, rows=risk)
         self.cost = advance_cost(self.N, risk.shape[0], M, d, self.Q.shape[1], self.V.shape[1],
                                  min(self.perp_dirs, d - 1), p.dtype.name)
-        led = Ledger(self.margin, self.bound, self.dist, self.tau, self.s2, self.phi)
-        return _advance(Motion(dc, wc, zp), self.R, self.xnorm, led, u, coef)
+        return _advance(mo, self.R, self.xnorm, led, u, coef)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from meanfield.step.certificate import Certificate
+from meanfield.step.certificate import COST_THREADS, Certificate
 from meanfield.step.engine import DEFAULT_BLOCK, Engine, row_period
 from meanfield.step.params import StepParams
 from meanfield.step.policy import ARM, OFF, ON, SkipPolicy
@@ -84,7 +84,8 @@ class FullBatchStepper:
         out = eng.run(self.X, self.y, a, W, rows, v_a_out, v_W_out, record=self._record)
         self.certificate.end(a, W)
         if certified is not None:
-            self.policy.observe(self.N - self.n_evaluated, self.certificate.cost)
+            cost = self.certificate.cost * self.threads / COST_THREADS
+            self.policy.observe(self.N - self.n_evaluated, cost)
         return out
 
     def outputs(self, a: np.ndarray, W: np.ndarray, X: np.ndarray | None = None) -> np.ndarray:
