@@ -104,11 +104,21 @@ def _check_bounded(config: Config, n: int, t: float, a: np.ndarray, W: np.ndarra
     """Raise :class:`SimulationDiverged` unless every weight after step ``n`` is a finite
     number below ``sqrt(max) / (M + d)`` of the dtype (beyond it the products of the step and
     of the skipping certificate would overflow). ``a``, ``W``: NumPy or device arrays."""
-    limit = math.sqrt(float(np.finfo(a.dtype).max)) / (config.M + config.d)
+    limit = _weight_limit(config)
     if abs(a).max() <= limit and abs(W).max() <= limit:  # False for NaN
         return
-    raise _diverged(config, n, t, f"the weights left the range of {config.dtype} "
-                                  f"(|w| > {limit:.3g})")
+    raise _out_of_range(config, n, t)
+
+
+def _weight_limit(config: Config) -> float:
+    """``sqrt(max) / (M + d)`` of the run's dtype: the largest weight :func:`_check_bounded`
+    allows."""
+    return math.sqrt(float(np.finfo(config.dtype).max)) / (config.M + config.d)
+
+
+def _out_of_range(config: Config, n: int, t: float) -> SimulationDiverged:
+    return _diverged(config, n, t, f"the weights left the range of {config.dtype} "
+                                   f"(|w| > {_weight_limit(config):.3g})")
 
 
 def _empty_like(x: Any) -> Any:
@@ -188,12 +198,10 @@ class DeviceBounds:
             return
         largest = to_host(self.buffer[: len(self.pending)])
         pending, self.pending = self.pending, []
-        c = self.config
-        limit = math.sqrt(float(np.finfo(c.dtype).max)) / (c.M + c.d)
+        limit = _weight_limit(self.config)
         for (n, t), (a_max, w_max) in zip(pending, largest, strict=True):
             if not (a_max <= limit and w_max <= limit):  # True for NaN
-                raise _diverged(c, n, t, f"the weights left the range of {c.dtype} "
-                                         f"(|w| > {limit:.3g})")
+                raise _out_of_range(self.config, n, t)
 
 
 class Recorder:

@@ -448,15 +448,12 @@ class ArrayStep:
         tmp_W = None
         acc_a = None if p.homogeneous else xp.zeros(M, dtype=f64)
         scale = p.alpha / M
+        loss = unsat = None
         for start, stop, Z in self._blocks(X, Ws):
             g64, lv, sat = kern.loss(kern.rowsum(Z, a), y[start:stop], scale,
                                      None if satisfied is None else satisfied[start:stop])
-            if start == 0:
-                loss = xp.sum(lv)
-                unsat = (stop - start) - xp.count_nonzero(sat)
-            else:
-                loss += xp.sum(lv)
-                unsat += (stop - start) - xp.count_nonzero(sat)
+            part = (xp.sum(lv), (stop - start) - xp.count_nonzero(sat))
+            loss, unsat = part if loss is None else (loss + part[0], unsat + part[1])
             if acc_a is not None:
                 acc_a += kern.colsum(Z, g64)
             kern.grad(Z, g64)
