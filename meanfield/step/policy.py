@@ -3,8 +3,9 @@
 The certificate (:mod:`meanfield.step.certificate`) costs work at every call (the bounds of
 every example, the eigenvalues of the motion, the bookkeeping of the evaluated rows) and saves
 the forward pass of the examples it certifies. Both are known after each call: the cost as an
-operation count (:attr:`Certificate.cost`, in forward evaluations of one example) and the
-saving as the number of examples skipped. The policy compares them:
+operation count (:attr:`Certificate.cost`, in forward evaluations of one example, scaled by
+the thread count: :data:`~meanfield.step.certificate.COST_THREADS`) and the saving as the
+number of examples skipped. The policy compares them:
 
 - ``on``: the certificate runs. After ``PATIENCE`` calls in a row that do not pay (skipped <
   cost) it is switched off for ``off`` calls.
