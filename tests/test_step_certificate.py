@@ -140,7 +140,7 @@ def test_long_skipping_run_is_bitwise_dense(act, dtype, problem):
     N, M, d = 20_000, 100, 50
     X, y, a, W = problem(N, M, d, dtype, seed=9)
     p = StepParams(act, "hinge", 1.0, 1.0, dtype)
-    skip = FullBatchStepper(X, y, p, threads=0, directions=np.eye(d)[0])
+    skip = FullBatchStepper(X, y, p, threads=0, directions=np.eye(d)[0], adaptive=False)
     dense = FullBatchStepper(X, y, p, threads=0, skip=False)
     a1, W1, h_skip = _euler(skip, a.copy(), W.copy(), 1.0, 100)
     a0, W0, h_dense = _euler(dense, a.copy(), W.copy(), 1.0, 100)
