@@ -648,13 +648,16 @@ def tangent_kernel(a: np.ndarray, W: np.ndarray, X: np.ndarray,
 
 
 def kernel_change(K: np.ndarray, K0: np.ndarray) -> float:
-    """``|K - K0|_F/|K0|_F``."""
-    return float(np.linalg.norm(K - K0) / np.linalg.norm(K0))
+    """``|K - K0|_F/|K0|_F`` (not finite, without a warning, when ``K0 = 0``)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.linalg.norm(K - K0) / np.linalg.norm(K0))
 
 
 def kernel_distance(K: np.ndarray, K0: np.ndarray) -> float:
-    """Fort et al.'s kernel distance ``1 - <K, K0>_F/(|K|_F |K0|_F)``."""
-    return float(1.0 - np.vdot(K, K0) / (np.linalg.norm(K) * np.linalg.norm(K0)))
+    """Fort et al.'s kernel distance ``1 - <K, K0>_F/(|K|_F |K0|_F)`` (not finite, without a
+    warning, when either kernel is 0)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(1.0 - np.vdot(K, K0) / (np.linalg.norm(K) * np.linalg.norm(K0)))
 
 
 def nodewise_kernel_theory(a0: np.ndarray, W0: np.ndarray, X: np.ndarray, gamma: ArrayLike,

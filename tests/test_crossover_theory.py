@@ -492,3 +492,17 @@ def test_nodewise_kernel_theory():
     aq, Wq = ct.move_nodes(a0, W0 @ Q.T, 0.8, teacher=Q[:, 0])
     np.testing.assert_allclose(aq, a, rtol=1e-12)
     np.testing.assert_allclose(Wq, W @ Q.T, atol=1e-12)
+
+
+def test_kernel_change_and_distance_of_a_zero_initial_kernel_warn_nothing():
+    """A zero initial kernel (no probe input reaches a node): the change is +inf, the distance
+    NaN (0/0), both without a NumPy warning, which would reach the command's output."""
+    import warnings
+
+    K = np.array([[1.0, 0.5], [0.5, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ct.kernel_change(K, np.zeros_like(K)) == np.inf
+        assert np.isnan(ct.kernel_distance(K, np.zeros_like(K)))
+        assert ct.kernel_change(K, K) == 0.0
+        assert abs(ct.kernel_distance(K, K)) < 1e-15
