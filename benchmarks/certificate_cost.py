@@ -40,6 +40,7 @@ from timing import best_time
 from meanfield.step import FullBatchStepper, StepParams
 from meanfield.step import certificate as cert_mod
 from meanfield.step import engine as engine_mod
+from meanfield.step.certificate import advance_counts
 
 
 def main() -> None:
@@ -75,21 +76,23 @@ def main() -> None:
             out = fn(*args_, **kw)
             seconds[name] += time.perf_counter() - start
             if count is not None:
-                count(*args_)
+                count(*args_, **kw)
             return out
         return call
 
-    def count_fixed(A):
+    def counts(n_risk):
         c = st.certificate
-        ops["fixed"] += M * d * (c.Q.shape[1] + 2) + M * d * d + d ** 3
+        return advance_counts(N, n_risk, M, d, c.Q.shape[1], c.V.shape[1],
+                              min(c.perp_dirs, d - 1))
 
-    def count_risk(Xr, *_):
-        ops["risk"] += Xr.shape[0] * d * (min(st.certificate.perp_dirs, d - 1) + 2)
+    def count_fixed(A):
+        ops["fixed"] += counts(0)[0]
+
+    def count_risk(X_, xnorm, *_, rows=None, **__):
+        ops["risk"] += counts(xnorm.shape[0])[2]
 
     def count_begin(a_, W_):
-        c = st.certificate
-        k, pv = c.Q.shape[1], c.V.shape[1]
-        ops["row"] += N * (k * k + 2 * k + pv + 8)
+        ops["row"] += counts(0)[1]
 
     def count_record(rows, *_):
         ops["record"] += rows.shape[0] * M * (st.certificate.V.shape[1] + 1)

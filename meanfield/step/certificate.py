@@ -68,17 +68,22 @@ certificate's passes mostly on one, so with ``T`` threads a count weighs ``T / C
 times as much against the forward (measured at 1 and 2 threads: the weights halve at 1)."""
 
 
+def advance_counts(N: int, n_risk: int, M: int, d: int, k: int, p: int, r: int
+                   ) -> tuple[int, int, int]:
+    """The operations of :meth:`Certificate.advance`, unweighted: the motion's products and
+    eigenvalues (``M d (k + 2) + M d^2 + d^3``), the per-example bounds (``N (k^2 + 2k + p +
+    8)``) and the out-of-subspace norms of the examples at risk (``n_risk d (r + 2)``)."""
+    return (M * d * (k + 2) + M * d * d + d ** 3, N * (k * k + 2 * k + p + 8),
+            n_risk * d * (r + 2))
+
+
 def advance_cost(N: int, n_risk: int, M: int, d: int, k: int, p: int, r: int,
                  dtype: str) -> float:
     """The work of :meth:`Certificate.advance`, in forward evaluations of one example: the
-    motion's products and eigenvalues (``M d (k + 2) + M d^2 + d^3``), the per-example bounds
-    (``N (k^2 + 2k + p + 8)``) and the out-of-subspace norms of the examples at risk
-    (``n_risk d (r + 2)``), each with its weight in :data:`COST_WEIGHTS`."""
+    :func:`advance_counts`, each with its weight in :data:`COST_WEIGHTS`."""
     fixed, row, risk, _ = COST_WEIGHTS[dtype]
-    ops = (fixed * (M * d * (k + 2) + M * d * d + d ** 3)
-           + row * N * (k * k + 2 * k + p + 8)
-           + risk * n_risk * d * (r + 2))
-    return ops / (M * d)
+    n_fixed, n_row, n_risk_ops = advance_counts(N, n_risk, M, d, k, p, r)
+    return (fixed * n_fixed + row * n_row + risk * n_risk_ops) / (M * d)
 
 
 def record_cost(rows: int, d: int, p: int, dtype: str) -> float:

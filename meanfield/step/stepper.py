@@ -26,12 +26,11 @@ class FullBatchStepper:
     ``perp_dirs`` are its parameters). It runs only while it pays: :mod:`meanfield.step.policy`
     switches it off when its counted cost exceeds the forward evaluations it saves, and tries
     it again later (``certificate_calls`` counts the calls that used it; ``adaptive=False``
-    keeps it on). Bitwise equality
-    with the dense path rests on the BLAS product giving every row of ``Z`` the same bits
-    whatever the other rows of its block: blocks
-    always have ``block`` rows and an example always sits at a row congruent to its index
-    modulo the period measured by :func:`meanfield.step.engine.row_period`; if no period is
-    found, skipping is turned off.
+    keeps it on). Bitwise equality with the dense path rests on the BLAS product giving every
+    row of ``Z`` the same bits whatever the other rows of its block: blocks always have
+    ``block`` rows and an example always sits at a row congruent to its index modulo the
+    period measured by :func:`meanfield.step.engine.row_period`; if no period is found,
+    skipping is turned off.
     """
 
     def __init__(self, X: np.ndarray, y: np.ndarray, params: StepParams, threads: int = 0,
@@ -65,12 +64,8 @@ class FullBatchStepper:
                  v_W_out: np.ndarray) -> tuple[float, int]:
         """Velocities of the training set at ``(a, W)``; returns ``(L, n_unsat)``."""
         eng = self._get_engine(a.shape[0])
-        if not self.skip:
-            self.mode = "dense"
-            self.n_evaluated = self.N
-            return eng.run(self.X, self.y, a, W, None, v_a_out, v_W_out, record=self._mark)
-        mode = self.mode = self.policy.next_mode()
-        if mode == OFF:  # no certificate work; its bookkeeping goes stale until an ARM
+        mode = self.mode = self.policy.next_mode() if self.skip else "dense"
+        if mode in ("dense", OFF):  # no certificate work; its bookkeeping goes stale until ARM
             self.n_evaluated = self.N
             return eng.run(self.X, self.y, a, W, None, v_a_out, v_W_out, record=self._mark)
         certified = None
